@@ -1,0 +1,116 @@
+"""Put a host into maintenance: the lease, the resume, the plan, the journal, the run.
+
+This is the I/O shell around the pure planner. The order matters:
+1. take the pool's lease (one remediation per pool at a time, across processes);
+2. finish any remediation of this pool that a dead process left half done — re-running
+   the same command after a crash *is* the way to resume it;
+3. read the pool, plan (pure), journal the plan, execute it;
+4. read the pool back, so the report shows what is, not what was meant to be.
+"""
+
+from __future__ import annotations
+
+import getpass
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+from poolwarden.errors import NotFound
+from poolwarden.hypervisor.base import PoolDriver
+from poolwarden.remediate.executor import Executor, ExecutorSettings, ProgressSink
+from poolwarden.remediate.planner import plan_maintenance
+from poolwarden.store.db import Store
+from poolwarden.store.journal import RemediationJournal, RemediationRecord
+from poolwarden.store.lease import StoreLease
+
+OK_STATUSES = ("done", "dry_run")
+
+
+@dataclass(frozen=True)
+class MaintenanceOutcome:
+    record: RemediationRecord
+    #: an interrupted remediation of the pool that this call finished first, if any
+    resumed: RemediationRecord | None
+    layout_before: dict[str, list[str]]
+    layout_after: dict[str, list[str]]
+    master_before: str
+    master_after: str
+
+    @property
+    def ok(self) -> bool:
+        return self.record.status in OK_STATUSES
+
+    def to_json(self) -> dict[str, Any]:
+        r, plan = self.record, self.record.plan
+        return {
+            "remediation": r.id, "pool": r.pool, "host": r.host_name, "goal": r.goal,
+            "status": r.status, "dry_run": r.dry_run, "feasible": plan.feasible,
+            "error": r.error,
+            "blockers": [b.to_json() for b in plan.blockers],
+            "steps": [s.to_json() for s in r.steps] if not r.dry_run else [
+                {"seq": i, "name": s.kind.value, "title": s.title, "status": "planned",
+                 "detail": "", "started": None, "finished": None}
+                for i, s in enumerate(plan.steps)
+            ],
+            "master_before": self.master_before, "master_after": self.master_after,
+            "before": self.layout_before, "after": self.layout_after,
+            "resumed": self.resumed.id if self.resumed else None,
+        }
+
+
+def who() -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry in some containers
+        user = "unknown"
+    return f"cli:{user}@{socket.gethostname()}"
+
+
+def host_maintenance(
+    driver: PoolDriver, store: Store, host: str, *, shutdown: bool = False,
+    dry_run: bool = False, progress: ProgressSink | None = None,
+    settings: ExecutorSettings | None = None, requested_by: str = "",
+    lease_ttl: float = 60.0,
+) -> MaintenanceOutcome:
+    """Plan and (unless ``dry_run``) carry out maintenance of ``host`` (name or ref)."""
+    journal = RemediationJournal(store)
+    first = driver.snapshot()
+    if first.host(host) is None:
+        known = ", ".join(h.name for h in first.hosts)
+        raise NotFound(f"no host {host!r} in pool {first.name} (hosts: {known})")
+    lease = StoreLease(store, f"pool:{first.name}", ttl=lease_ttl)
+    lease.acquire()
+    try:
+        executor = Executor(driver, journal, heartbeat=lease.renew, progress=progress,
+                            settings=settings)
+        resumed: RemediationRecord | None = None
+        interrupted = None if dry_run else journal.open_for_pool(first.name)
+        if interrupted is not None:
+            resumed = executor.run(interrupted.id)
+            same = interrupted.host_name == first.host(host).name  # type: ignore[union-attr]
+            if same and interrupted.goal == "maintenance":
+                after = driver.snapshot()
+                return MaintenanceOutcome(
+                    resumed, None, resumed.plan.layout_before, after.layout(),
+                    resumed.plan.master_before, _name(after.master, after.hosts),
+                )
+        target = driver.snapshot().host(host)
+        assert target is not None
+        snap = driver.snapshot(evacuating=target.ref)
+        plan = plan_maintenance(snap, target.ref, shutdown=shutdown)
+        rid = journal.create(plan, dry_run=dry_run, host_was_enabled=target.enabled,
+                             requested_by=requested_by or who())
+        if dry_run and plan.feasible:
+            journal.finish(rid, "dry_run")
+        record = executor.run(rid) if plan.feasible and not dry_run else journal.get(rid)
+        after = driver.snapshot() if record.status != "dry_run" else snap
+        layout_after = plan.layout_after if dry_run else after.layout()
+        master_after = plan.master_after if dry_run else _name(after.master, after.hosts)
+        return MaintenanceOutcome(record, resumed, snap.layout(), layout_after,
+                                  plan.master_before, master_after)
+    finally:
+        lease.release()
+
+
+def _name(ref: str, hosts: Any) -> str:
+    return next((h.name for h in hosts if h.ref == ref), ref)
