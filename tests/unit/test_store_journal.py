@@ -29,7 +29,7 @@ def _plan(feasible: bool = True) -> ActionPlan:
 
 def test_plan_and_steps_round_trip_through_the_store(store: Store) -> None:
     j = RemediationJournal(store)
-    rid = j.create(_plan(), dry_run=False, host_was_enabled=True, requested_by="t")
+    rid = j.create(_plan(), dry_run=False, requested_by="t")
     rec = j.get(rid)
     assert rec.plan == _plan()
     assert rec.status == "planned"
@@ -39,7 +39,7 @@ def test_plan_and_steps_round_trip_through_the_store(store: Store) -> None:
 
 def test_step_lifecycle_and_open_remediation_lookup(store: Store) -> None:
     j = RemediationJournal(store)
-    rid = j.create(_plan(), dry_run=False, host_was_enabled=True)
+    rid = j.create(_plan(), dry_run=False)
     j.step_started(rid, 0)
     j.step_finished(rid, 0, "done")
     j.step_started(rid, 1)
@@ -58,10 +58,10 @@ def test_step_lifecycle_and_open_remediation_lookup(store: Store) -> None:
 
 def test_infeasible_and_dry_run_plans_are_never_resumed(store: Store) -> None:
     j = RemediationJournal(store)
-    rid = j.create(_plan(feasible=False), dry_run=False, host_was_enabled=True)
+    rid = j.create(_plan(feasible=False), dry_run=False)
     assert j.get(rid).status == "infeasible"
     assert j.get(rid).plan.blockers[0].code == "VM_REQUIRES_SR"
-    j.create(_plan(), dry_run=True, host_was_enabled=True)
+    j.create(_plan(), dry_run=True)
     assert j.open_for_pool("lab") is None
     assert [r.id for r in j.recent("lab")] == [rid + 1, rid]
 

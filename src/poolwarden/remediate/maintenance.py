@@ -98,8 +98,7 @@ def host_maintenance(
         assert target is not None
         snap = driver.snapshot(evacuating=target.ref)
         plan = plan_maintenance(snap, target.ref, shutdown=shutdown)
-        rid = journal.create(plan, dry_run=dry_run, host_was_enabled=target.enabled,
-                             requested_by=requested_by or who())
+        rid = journal.create(plan, dry_run=dry_run, requested_by=requested_by or who())
         if dry_run and plan.feasible:
             journal.finish(rid, "dry_run")
         record = executor.run(rid) if plan.feasible and not dry_run else journal.get(rid)

@@ -73,8 +73,7 @@ class RemediationJournal:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    def create(self, plan: ActionPlan, *, dry_run: bool, host_was_enabled: bool,
-               requested_by: str = "") -> int:
+    def create(self, plan: ActionPlan, *, dry_run: bool, requested_by: str = "") -> int:
         """Record a decided plan and all its steps as pending, in one transaction."""
         t = now()
         status = "planned" if plan.feasible else "infeasible"
@@ -82,7 +81,7 @@ class RemediationJournal:
             r = Remediation(
                 pool=plan.pool, host=plan.host, host_name=plan.host_name, goal=plan.goal,
                 status=status, dry_run=dry_run, requested_by=requested_by,
-                plan=plan.to_json(), host_was_enabled=host_was_enabled, error="",
+                plan=plan.to_json(), host_was_enabled=plan.host_was_enabled, error="",
                 created_at=t, updated_at=t,
                 finished_at=None if plan.feasible else t,
             )
