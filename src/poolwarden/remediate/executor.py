@@ -29,6 +29,7 @@ from poolwarden.remediate.model import Step, StepKind
 from poolwarden.store.journal import RemediationJournal, RemediationRecord
 
 DONE, SKIPPED, FAILED = "done", "skipped", "failed"
+BUSY = "OTHER_OPERATION_IN_PROGRESS"
 
 
 class ProgressSink(Protocol):
@@ -69,6 +70,8 @@ class ExecutorSettings:
 class _Inflight:
     seq: int
     step: Step
+    #: the task we follow; "" when following a migration someone else (our previous,
+    #: killed self) started, which we only see through the VM's location
     task: str
     started: float = field(default_factory=time.monotonic)
 
@@ -219,11 +222,8 @@ class Executor:
             try:
                 task = self.driver.start_migration(step.vm, step.target)
             except HypervisorError as exc:
-                if exc.code == "OTHER_OPERATION_IN_PROGRESS":
-                    # A migration we started just before a crash is still running: wait for
-                    # the VM to land instead of starting a second one.
-                    self._await_foreign(rec, seq, step)
-                    return None
+                if exc.code == BUSY:
+                    return _Inflight(seq, step, "")  # see _poll: follow the VM instead
                 if exc.retryable and attempt < self.settings.transient_retries:
                     time.sleep(self.settings.retry_delay * (2**attempt))
                     continue
@@ -233,18 +233,13 @@ class Executor:
             return _Inflight(seq, step, task)
         return None  # pragma: no cover
 
-    def _await_foreign(self, rec: RemediationRecord, seq: int, step: Step) -> None:
-        deadline = time.monotonic() + self.settings.migration_timeout
-        while not self._vm_left(step):
-            if time.monotonic() > deadline:
-                self._settle(rec, seq, step, FAILED, "timed out waiting for a running migration")
-                raise StepFailed(f"{step.title}: timed out")
-            self.heartbeat()
-            time.sleep(self.settings.poll_interval)
-        self._settle(rec, seq, step, DONE, "completed by a migration started before a restart")
-
     def _poll(self, rec: RemediationRecord, f: _Inflight) -> str | None:
         """None while running; "" when done; an error message when failed."""
+        if time.monotonic() - f.started > self.settings.migration_timeout:
+            self._settle(rec, f.seq, f.step, FAILED, "timed out")
+            return f"{f.step.title}: timed out"
+        if not f.task:
+            return self._poll_foreign(rec, f)
         try:
             info = self.driver.task(f.task)
         except HypervisorError as exc:
@@ -258,16 +253,27 @@ class Executor:
             return f"{f.step.title}: task vanished"
         if info.status is TaskStatus.PENDING:
             self.progress.step_progress(f.seq, f.step, info.progress)
-            if time.monotonic() - f.started > self.settings.migration_timeout:
-                return f"{f.step.title}: timed out"
             return None
         self.driver.forget_task(f.task)
         if info.status is TaskStatus.SUCCESS:
             self._settle(rec, f.seq, f.step, DONE, "")
             return ""
+        if info.error[:1] == (BUSY,):
+            # XAPI checks allowed operations inside an Async task: a migration of this VM
+            # started by our killed predecessor (before it could journal the task) is still
+            # running. Follow the VM instead of starting a second migration.
+            f.task = ""
+            return self._poll_foreign(rec, f)
         err = ", ".join(info.error) or info.status.value
         self._settle(rec, f.seq, f.step, FAILED, err)
         return f"{f.step.title}: {err}"
+
+    def _poll_foreign(self, rec: RemediationRecord, f: _Inflight) -> str | None:
+        if not self._vm_left(f.step):
+            return None
+        self._settle(rec, f.seq, f.step, DONE,
+                     "completed by a migration started before a restart")
+        return ""
 
     def _vm_left(self, step: Step) -> bool:
         assert step.vm is not None

@@ -75,7 +75,8 @@ def host_maintenance(
     """Plan and (unless ``dry_run``) carry out maintenance of ``host`` (name or ref)."""
     journal = RemediationJournal(store)
     first = driver.snapshot()
-    if first.host(host) is None:
+    target = first.host(host)
+    if target is None:
         known = ", ".join(h.name for h in first.hosts)
         raise NotFound(f"no host {host!r} in pool {first.name} (hosts: {known})")
     lease = StoreLease(store, f"pool:{first.name}", ttl=lease_ttl)
@@ -87,26 +88,26 @@ def host_maintenance(
         interrupted = None if dry_run else journal.open_for_pool(first.name)
         if interrupted is not None:
             resumed = executor.run(interrupted.id)
-            same = interrupted.host_name == first.host(host).name  # type: ignore[union-attr]
-            if same and interrupted.goal == "maintenance":
+            if interrupted.host == target.ref and interrupted.goal == "maintenance":
+                # The same command, run again after a crash: finishing it is the answer.
                 after = driver.snapshot()
                 return MaintenanceOutcome(
-                    resumed, None, resumed.plan.layout_before, after.layout(),
+                    resumed, resumed, resumed.plan.layout_before, after.layout(),
                     resumed.plan.master_before, _name(after.master, after.hosts),
                 )
-        target = driver.snapshot().host(host)
-        assert target is not None
         snap = driver.snapshot(evacuating=target.ref)
         plan = plan_maintenance(snap, target.ref, shutdown=shutdown)
         rid = journal.create(plan, dry_run=dry_run, requested_by=requested_by or who())
-        if dry_run and plan.feasible:
-            journal.finish(rid, "dry_run")
-        record = executor.run(rid) if plan.feasible and not dry_run else journal.get(rid)
-        after = driver.snapshot() if record.status != "dry_run" else snap
-        layout_after = plan.layout_after if dry_run else after.layout()
-        master_after = plan.master_after if dry_run else _name(after.master, after.hosts)
-        return MaintenanceOutcome(record, resumed, snap.layout(), layout_after,
-                                  plan.master_before, master_after)
+        if dry_run or not plan.feasible:
+            if plan.feasible:
+                journal.finish(rid, "dry_run")
+            # Nothing changed: "after" is the plan's intent (dry run) or the pool as it is.
+            return MaintenanceOutcome(journal.get(rid), resumed, snap.layout(),
+                                      plan.layout_after, plan.master_before, plan.master_after)
+        record = executor.run(rid)
+        after = driver.snapshot()
+        return MaintenanceOutcome(record, resumed, snap.layout(), after.layout(),
+                                  plan.master_before, _name(after.master, after.hosts))
     finally:
         lease.release()
 

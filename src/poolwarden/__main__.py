@@ -1,0 +1,5 @@
+"""``python -m poolwarden`` runs the CLI."""
+
+from poolwarden.cli import main
+
+main()
