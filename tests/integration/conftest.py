@@ -1,7 +1,7 @@
 """Integration fixtures: a running lab (real HTTP on loopback) and official-SDK sessions.
 
-- ``lab``: a started :class:`poolwarden.lab.Lab` on the packaged demo layout (3 hosts,
-  master xstest1, credentials root/lab) with fast migrations; stopped after the test.
+- ``lab``: a started :class:`poolwarden.lab.Lab` on ``tests/fixtures/lab/pool-3hosts.yaml``
+  (3 hosts, master xstest1, credentials root/lab) with fast migrations; stopped after.
 - ``make_lab``: factory for labs on other layouts (a ``Layout`` or a plain dict).
 - ``connect``: factory for logged-in ``XenAPI.Session`` objects (closed after the test).
 - ``wait_task``, ``wait_for``: polling helpers.
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,9 +26,24 @@ MakeLab = Callable[..., Lab]
 Connect = Callable[..., Any]
 
 
+POOL_3HOSTS = Path(__file__).parent.parent / "fixtures" / "lab" / "pool-3hosts.yaml"
+
+
 def demo_layout() -> Layout:
-    """The layout shipped for ``poolwarden lab up``."""
-    return load_layout(str(resources.files("poolwarden.lab").joinpath("data/demo-layout.yaml")))
+    """The tests' 3-host pool (not the packaged demo's, which may change for show)."""
+    return load_layout(POOL_3HOSTS)
+
+
+@pytest.fixture
+def refs() -> Callable[[Any], tuple[dict[str, str], dict[str, str]]]:
+    """Name → ref maps of hosts and VMs, read through a session."""
+
+    def read(session: Any) -> tuple[dict[str, str], dict[str, str]]:
+        hosts = {r["name_label"]: ref for ref, r in session.xenapi.host.get_all_records().items()}
+        vms = {r["name_label"]: ref for ref, r in session.xenapi.VM.get_all_records().items()}
+        return hosts, vms
+
+    return read
 
 
 @pytest.fixture

@@ -8,15 +8,10 @@ import XenAPI
 NULL = "OpaqueRef:NULL"
 
 
-def _refs(session):
-    hosts = {r["name_label"]: ref for ref, r in session.xenapi.host.get_all_records().items()}
-    vms = {r["name_label"]: ref for ref, r in session.xenapi.VM.get_all_records().items()}
-    return hosts, vms
 
-
-def test_evacuate_moves_every_guest_off_the_host(lab, connect):
+def test_evacuate_moves_every_guest_off_the_host(lab, connect, refs):
     session = connect(lab)
-    hosts, _ = _refs(session)
+    hosts, _ = refs(session)
     before = lab.sim.layout()
     assert before["xstest3"] == ["build-agent", "web-02"]
     assert session.xenapi.host.get_vms_which_prevent_evacuation(hosts["xstest3"]) == {}
@@ -37,9 +32,9 @@ def test_evacuate_moves_every_guest_off_the_host(lab, connect):
     assert session.xenapi.host.get_current_operations(hosts["xstest3"]) == {}
 
 
-def test_evacuate_refused_for_an_anchored_vm_changes_nothing(lab, connect):
+def test_evacuate_refused_for_an_anchored_vm_changes_nothing(lab, connect, refs):
     session = connect(lab)
-    hosts, vms = _refs(session)
+    hosts, vms = refs(session)
     host, vm = hosts["xstest2"], vms["db-local"]
     sr = session.xenapi.VDI.get_SR(session.xenapi.VBD.get_VDI(session.xenapi.VM.get_VBDs(vm)[0]))
     before = lab.sim.layout()
@@ -62,7 +57,7 @@ def test_evacuate_refused_for_an_anchored_vm_changes_nothing(lab, connect):
     assert lab.sim.layout()["xstest2"] == []
 
 
-def test_evacuate_refused_when_capacity_is_short(make_lab, connect):
+def test_evacuate_refused_when_capacity_is_short(make_lab, connect, refs):
     lab = make_lab({
         "pool": {"master": "a"},
         "hosts": [{"name": "a", "memory_gib": 16}, {"name": "b", "memory_gib": 16}],
@@ -70,7 +65,7 @@ def test_evacuate_refused_when_capacity_is_short(make_lab, connect):
                 {"name": "vb", "memory_gib": 10, "host": "b"}],
     })
     session = connect(lab)
-    hosts, vms = _refs(session)
+    hosts, vms = refs(session)
     with pytest.raises(XenAPI.Failure) as failure:
         session.xenapi.host.evacuate(hosts["a"], NULL, "0")
     assert failure.value.details == ["HOST_NOT_ENOUGH_FREE_MEMORY", vms["va"]]
@@ -83,10 +78,10 @@ def test_evacuate_refused_when_capacity_is_short(make_lab, connect):
     }
 
 
-def test_evacuate_in_batches_and_concurrent_evacuate(make_lab, connect, wait_task, wait_for):
+def test_evacuate_in_batches_and_concurrent_evacuate(make_lab, connect, wait_task, wait_for, refs):
     lab = make_lab(migration_speed_gib_per_s=32)  # 8 GiB: 0.25 s, 16 GiB: 0.5 s
     session = connect(lab)
-    hosts, _ = _refs(session)
+    hosts, _ = refs(session)
     host = hosts["xstest3"]
     task = session.xenapi.Async.host.evacuate(host, NULL, "1")
     wait_for(lambda: session.xenapi.host.get_current_operations(host) != {})
@@ -104,9 +99,9 @@ def test_evacuate_in_batches_and_concurrent_evacuate(make_lab, connect, wait_tas
     assert second.started >= first.finished  # batch size 1: one after the other
 
 
-def test_shutdown_requires_disabled_and_empty_host(lab, connect, wait_for):
+def test_shutdown_requires_disabled_and_empty_host(lab, connect, wait_for, refs):
     session = connect(lab)
-    hosts, vms = _refs(session)
+    hosts, vms = refs(session)
     host = hosts["xstest3"]
     with pytest.raises(XenAPI.Failure) as failure:
         session.xenapi.host.shutdown(host)
@@ -147,10 +142,10 @@ def test_shutdown_requires_disabled_and_empty_host(lab, connect, wait_for):
     assert failure.value.details[0] == "HOST_IS_SLAVE"
 
 
-def test_reboot_keeps_the_host_disabled_without_auto_enable(lab, connect, wait_for):
+def test_reboot_keeps_the_host_disabled_without_auto_enable(lab, connect, wait_for, refs):
     lab.sim.reboot_seconds = 0.1
     session = connect(lab)
-    hosts, _ = _refs(session)
+    hosts, _ = refs(session)
     host = hosts["xstest3"]
     session.xenapi.host.disable(host, False)  # auto_enable=False (XAPI 25.31.0)
     session.xenapi.host.evacuate(host)

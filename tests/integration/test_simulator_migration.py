@@ -12,15 +12,10 @@ GIB = 1024**3
 LIVE = {"live": "true"}
 
 
-def _refs(session):
-    hosts = {r["name_label"]: ref for ref, r in session.xenapi.host.get_all_records().items()}
-    vms = {r["name_label"]: ref for ref, r in session.xenapi.VM.get_all_records().items()}
-    return hosts, vms
 
-
-def test_pool_migrate_moves_the_vm_and_its_memory(lab, connect):
+def test_pool_migrate_moves_the_vm_and_its_memory(lab, connect, refs):
     session = connect(lab)
-    hosts, vms = _refs(session)
+    hosts, vms = refs(session)
     vm, source, target = vms["web-01"], hosts["xstest2"], hosts["xstest1"]
     need = int(session.xenapi.VM.get_memory_static_max(vm)) + int(
         session.xenapi.VM.get_memory_overhead(vm))
@@ -42,16 +37,16 @@ def test_pool_migrate_moves_the_vm_and_its_memory(lab, connect):
     assert record.finished >= record.started
 
 
-def test_migration_takes_time_in_proportion_to_memory(make_lab, connect):
+def test_migration_takes_time_in_proportion_to_memory(make_lab, connect, refs):
     lab = make_lab(migration_speed_gib_per_s=64)  # 16 GiB → 0.25 s
     session = connect(lab)
-    hosts, vms = _refs(session)
+    hosts, vms = refs(session)
     started = time.monotonic()
     session.xenapi.VM.pool_migrate(vms["build-agent"], hosts["xstest1"], LIVE)
     assert 0.24 <= time.monotonic() - started < 2.0
 
 
-def test_not_enough_free_memory_reports_needed_and_available(make_lab, connect):
+def test_not_enough_free_memory_reports_needed_and_available(make_lab, connect, refs):
     lab = make_lab({
         "pool": {"master": "a"},
         "hosts": [{"name": "a", "memory_gib": 16}, {"name": "b", "memory_gib": 16}],
@@ -59,7 +54,7 @@ def test_not_enough_free_memory_reports_needed_and_available(make_lab, connect):
                 {"name": "filler", "memory_gib": 8, "host": "b"}],
     })
     session = connect(lab)
-    hosts, vms = _refs(session)
+    hosts, vms = refs(session)
     need = int(session.xenapi.VM.get_memory_static_max(vms["big"])) + int(
         session.xenapi.VM.get_memory_overhead(vms["big"]))
     available = session.xenapi.host.compute_free_memory(hosts["b"])
@@ -69,9 +64,9 @@ def test_not_enough_free_memory_reports_needed_and_available(make_lab, connect):
     assert lab.sim.layout() == {"a": ["big"], "b": ["filler"]}
 
 
-def test_local_storage_vm_requires_its_sr(lab, connect):
+def test_local_storage_vm_requires_its_sr(lab, connect, refs):
     session = connect(lab)
-    hosts, vms = _refs(session)
+    hosts, vms = refs(session)
     vm = vms["db-local"]
     vdi = session.xenapi.VBD.get_VDI(session.xenapi.VM.get_VBDs(vm)[0])
     sr = session.xenapi.VDI.get_SR(vdi)
@@ -84,9 +79,9 @@ def test_local_storage_vm_requires_its_sr(lab, connect):
     assert failure.value.details[0] == "VM_REQUIRES_SR"
 
 
-def test_disabled_target_and_bad_power_state(lab, connect):
+def test_disabled_target_and_bad_power_state(lab, connect, refs):
     session = connect(lab)
-    hosts, vms = _refs(session)
+    hosts, vms = refs(session)
     session.xenapi.host.disable(hosts["xstest3"])
     with pytest.raises(XenAPI.Failure) as failure:
         session.xenapi.VM.pool_migrate(vms["web-01"], hosts["xstest3"], LIVE)
@@ -102,7 +97,7 @@ def test_disabled_target_and_bad_power_state(lab, connect):
     assert lab.sim.migrations == []
 
 
-def test_cpu_features_must_be_offered_by_the_target(make_lab, connect):
+def test_cpu_features_must_be_offered_by_the_target(make_lab, connect, refs):
     lab = make_lab({
         "pool": {"master": "new1"},
         "hosts": [{"name": "new1", "memory_gib": 32, "cpu_features": "ffffffff-ffffffff"},
@@ -113,7 +108,7 @@ def test_cpu_features_must_be_offered_by_the_target(make_lab, connect):
                 {"name": "levelled", "memory_gib": 2, "host": "new1"}],
     })
     session = connect(lab)
-    hosts, vms = _refs(session)
+    hosts, vms = refs(session)
     with pytest.raises(XenAPI.Failure) as failure:
         session.xenapi.VM.pool_migrate(vms["fresh"], hosts["old"], LIVE)
     assert failure.value.details[:3] == [
@@ -127,10 +122,10 @@ def test_cpu_features_must_be_offered_by_the_target(make_lab, connect):
     assert lab.sim.layout() == {"new1": [], "new2": ["fresh"], "old": ["levelled"]}
 
 
-def test_async_migration_task_lifecycle(make_lab, connect, wait_task):
+def test_async_migration_task_lifecycle(make_lab, connect, wait_task, refs):
     lab = make_lab(migration_speed_gib_per_s=16)  # 8 GiB → 0.5 s
     session = connect(lab)
-    hosts, vms = _refs(session)
+    hosts, vms = refs(session)
     vm = vms["web-01"]
     task = session.xenapi.Async.VM.pool_migrate(vm, hosts["xstest3"], LIVE)
     assert task.startswith("OpaqueRef:")
@@ -162,10 +157,10 @@ def test_async_migration_task_lifecycle(make_lab, connect, wait_task):
     assert session.xenapi.task.get_error_info(task) == ["HOST_DISABLED", hosts["xstest1"]]
 
 
-def test_second_migration_of_a_migrating_vm_is_refused(make_lab, connect, wait_task):
+def test_second_migration_of_a_migrating_vm_is_refused(make_lab, connect, wait_task, refs):
     lab = make_lab(migration_speed_gib_per_s=8)  # 4 GiB → 0.5 s
     session = connect(lab)
-    hosts, vms = _refs(session)
+    hosts, vms = refs(session)
     vm = vms["TST-ubuntu12-2"]
     tasks = [session.xenapi.Async.VM.pool_migrate(vm, hosts[h], LIVE)
              for h in ("xstest1", "xstest3")]
@@ -177,10 +172,10 @@ def test_second_migration_of_a_migrating_vm_is_refused(make_lab, connect, wait_t
     assert len(lab.sim.migrations) == 1
 
 
-def test_shutdown_during_migration_and_start(make_lab, connect, wait_task, wait_for):
+def test_shutdown_during_migration_and_start(make_lab, connect, wait_task, wait_for, refs):
     lab = make_lab(migration_speed_gib_per_s=8)
     session = connect(lab)
-    hosts, vms = _refs(session)
+    hosts, vms = refs(session)
     vm = vms["TST-ubuntu12-1"]
     task = session.xenapi.Async.VM.pool_migrate(vm, hosts["xstest2"], LIVE)
     wait_for(lambda: session.xenapi.VM.get_current_operations(vm) != {})
@@ -198,9 +193,9 @@ def test_shutdown_during_migration_and_start(make_lab, connect, wait_task, wait_
     assert session.xenapi.VM.get_resident_on(vm) == hosts["xstest1"]  # its affinity
 
 
-def test_sync_migrations_from_many_clients(lab, connect):
+def test_sync_migrations_from_many_clients(lab, connect, refs):
     """Concurrent clients migrating different VMs all succeed, each exactly once."""
-    hosts, vms = _refs(connect(lab))
+    hosts, vms = refs(connect(lab))
     moves = {"web-01": "xstest1", "web-02": "xstest1", "TST-ubuntu12-2": "xstest3"}
     errors = []
 

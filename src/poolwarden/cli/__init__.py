@@ -55,12 +55,9 @@ def pool_status(url: UrlOpt, user: UserOpt = "root", password: PasswordOpt = Non
                 password_file: PasswordFileOpt = None, insecure: InsecureOpt = False,
                 as_json: JsonOpt = False) -> None:
     """Hosts (master, enabled, memory) and the VMs on each."""
-    with errors_to_exit(as_json):
-        driver = connect(url, user, password, password_file, insecure)
-        try:
-            snap = driver.snapshot()
-        finally:
-            driver.close()
+    with errors_to_exit(as_json), connect(url, user, password, password_file,
+                                          insecure) as driver:
+        snap = driver.snapshot()
     if as_json:
         emit_json(pool_status_json(snap))
     else:
@@ -86,11 +83,8 @@ def pool_cpu_level(
         if url and keys:
             raise UsageError("give either KEYs or --url, not both")
         if url:
-            driver = connect(url, user, password, password_file, insecure)
-            try:
+            with connect(url, user, password, password_file, insecure) as driver:
                 per_host = driver.cpu_features()
-            finally:
-                driver.close()
         elif keys:
             per_host = {f"key{i + 1}": k for i, k in enumerate(keys)}
         else:
@@ -124,11 +118,10 @@ def host_maintenance(
 
     with errors_to_exit(as_json):
         db = Store.open(store or common.default_store_url())
-        driver = connect(url, user, password, password_file, insecure)
         try:
-            outcome = _run_maintenance(driver, db, host, shutdown, dry_run, as_json)
+            with connect(url, user, password, password_file, insecure) as driver:
+                outcome = _run_maintenance(driver, db, host, shutdown, dry_run, as_json)
         finally:
-            driver.close()
             db.close()
     if as_json:
         emit_json(outcome.to_json())

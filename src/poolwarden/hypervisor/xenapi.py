@@ -157,6 +157,12 @@ class XenAPIDriver:
                 raise ConnectionFailed(f"{method}: {exc}") from exc
         raise ConnectionFailed(f"{method}: no usable session")  # pragma: no cover
 
+    def __enter__(self) -> XenAPIDriver:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
     def close(self) -> None:
         if self._session is not None:
             # Logging out of a dead session is not worth an error.
