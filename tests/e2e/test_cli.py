@@ -150,7 +150,8 @@ def test_bad_layout_names_file_line_and_field(tmp_path: Path) -> None:
     assert "memory_gib" in r.stderr
 
 
-def test_lab_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_lab_stops_cleanly_on_a_signal(tmp_path: Path, sig: signal.Signals) -> None:
     layout = tmp_path / "site.yaml"
     layout.write_text(LAYOUT)
     proc = subprocess.Popen(
@@ -159,7 +160,7 @@ def test_lab_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     )
     assert proc.stdout is not None
     json.loads(proc.stdout.readline())
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     assert proc.wait(timeout=10) == 0
 
 
