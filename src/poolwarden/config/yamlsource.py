@@ -66,8 +66,9 @@ def validate(model: type[M], data: Any, lines: dict[PathKey, int], source: str) 
         field = ".".join(str(p) for p in loc) or "(top level)"
         more = len(exc.errors()) - 1
         suffix = f" (and {more} more error{'s' if more > 1 else ''})" if more else ""
+        message = str(err["msg"]).removeprefix("Value error, ")
         raise ConfigError(
-            err["msg"] + suffix, file=source, line=_nearest_line(loc, lines), field=field,
+            message + suffix, file=source, line=_nearest_line(loc, lines), field=field,
         ) from exc
 
 

@@ -1,0 +1,263 @@
+"""``poolwarden.yaml``: the service's configuration, validated at load.
+
+Errors name ``file:line: field: problem`` (see ``yamlsource``). Unknown keys are errors: a
+typo (``intervall:``) must not silently fall back to a default. Secrets are never written
+inline in examples: ``${ENV_VAR}`` is expanded in any string, and every secret has a
+``*_file`` alternative.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from poolwarden.config.yamlsource import PathKey, parse_yaml, validate
+from poolwarden.errors import ConfigError
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def parse_duration(value: Any) -> float:
+    """``30s``, ``5m``, ``1h``, ``2d``, ``250ms`` or a number of seconds → seconds."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str) and (m := _DURATION.match(value)):
+        seconds = float(m.group(1)) * _UNITS[m.group(2)]
+    else:
+        raise ValueError(f"not a duration: {value!r} (use e.g. 30s, 5m, 1h, 2d)")
+    if seconds <= 0:
+        raise ValueError("a duration must be positive")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Secret(_Model):
+    """A value given inline (preferably as ``${ENV}``) or read from a file."""
+
+    value: str | None = None
+    file: Path | None = None
+
+    def reveal(self) -> str:
+        if self.file is not None:
+            try:
+                return self.file.read_text(encoding="utf-8").splitlines()[0]
+            except (OSError, IndexError) as exc:
+                raise ConfigError("cannot read the secret", file=str(self.file)) from exc
+        return self.value or ""
+
+
+def _secret(value: Any, file: Any) -> Secret | None:
+    if value is None and file is None:
+        return None
+    return Secret(value=value, file=file)
+
+
+class StoreConfig(_Model):
+    url: str = "sqlite:///var/lib/poolwarden/poolwarden.db"
+
+
+class BusConfig(_Model):
+    url: str = "memory://"
+
+
+class ApiConfig(_Model):
+    listen: str = "127.0.0.1:8080"
+
+
+class SnmpKey(_Model):
+    protocol: str
+    key: str | None = None
+    key_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_key(self) -> SnmpKey:
+        if (self.key is None) == (self.key_file is None):
+            raise ValueError("give exactly one of key or key_file")
+        return self
+
+    @property
+    def secret(self) -> Secret:
+        return Secret(value=self.key, file=self.key_file)
+
+
+class SnmpConfig(_Model):
+    version: Literal["1", "2c", "3"] = "2c"
+    community: str = "public"
+    user: str | None = None
+    auth: SnmpKey | None = None
+    priv: SnmpKey | None = None
+    timeout: Duration = 2.0
+    retries: int = Field(default=1, ge=0, le=10)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _version_as_text(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("version"), int):
+            data = {**data, "version": str(data["version"])}
+        return data
+
+    @model_validator(mode="after")
+    def _v3_needs_user(self) -> SnmpConfig:
+        if self.version == "3" and not self.user:
+            raise ValueError("SNMPv3 needs a user")
+        if self.priv is not None and self.auth is None:
+            raise ValueError("priv needs auth (authPriv)")
+        return self
+
+
+class BmcConfig(_Model):
+    address: str
+    port: int = Field(default=161, ge=1, le=65535)
+    profile: str = "auto"
+    snmp: SnmpConfig = SnmpConfig()
+    interval: Duration | None = None  # default: monitoring.snmp_interval
+
+
+class HostConfig(_Model):
+    name: str
+    address: str | None = None
+    bmc: BmcConfig | None = None
+    labels: dict[str, str] = {}
+
+
+class XapiConfig(_Model):
+    url: str
+    user: str = "root"
+    password: str | None = None
+    password_file: Path | None = None
+    verify_tls: bool = True
+
+    @property
+    def secret(self) -> Secret | None:
+        return _secret(self.password, self.password_file)
+
+
+class PoolConfig(_Model):
+    name: str
+    xapi: XapiConfig | None = None
+    hosts: list[HostConfig] = []
+    labels: dict[str, str] = {}
+
+
+_PLACEHOLDER = re.compile(r"\{([a-z_.]+)\}")
+PLACEHOLDERS = ("host.name", "host.address", "pool.name", "bmc.address")
+
+
+class CheckConfig(_Model):
+    """A Nagios-compatible plugin run for every host matching ``hosts`` (glob patterns)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.:-]+$")
+    command: list[str] = Field(min_length=1)
+    interval: Duration = 60.0
+    retry_interval: Duration | None = None
+    max_attempts: int | None = Field(default=None, ge=1, le=100)
+    timeout: Duration = 30.0
+    hosts: str | list[str] = "*"
+
+    @model_validator(mode="after")
+    def _known_placeholders(self) -> CheckConfig:
+        for arg in self.command:
+            for name in _PLACEHOLDER.findall(arg):
+                if name not in PLACEHOLDERS:
+                    raise ValueError(f"unknown placeholder {{{name}}} "
+                                     f"(known: {', '.join(PLACEHOLDERS)})")
+        return self
+
+    def matches(self, host: str) -> bool:
+        patterns = [self.hosts] if isinstance(self.hosts, str) else self.hosts
+        return any(fnmatch.fnmatchcase(host, p) for p in patterns)
+
+    def argv(self, values: dict[str, str]) -> list[str]:
+        """The command with placeholders filled — each argument stays one argv item."""
+        return [_PLACEHOLDER.sub(lambda m: values.get(m.group(1), ""), a) for a in self.command]
+
+
+class MonitoringConfig(_Model):
+    """Defaults for every check (Icinga's names and meaning)."""
+
+    snmp_interval: Duration = 60.0
+    retry_interval: Duration = 30.0
+    max_attempts: int = Field(default=3, ge=1, le=100)
+    concurrency: int = Field(default=200, ge=1, le=10_000)
+    flap_low: float = Field(default=25.0, ge=0, le=100)
+    flap_high: float = Field(default=30.0, ge=0, le=100)
+
+    @model_validator(mode="after")
+    def _flap_order(self) -> MonitoringConfig:
+        if self.flap_low > self.flap_high:
+            raise ValueError("flap_low must not exceed flap_high")
+        return self
+
+
+class RetentionConfig(_Model):
+    resolved_incidents: Duration = 30 * 86400.0
+    samples: Duration = 7 * 86400.0
+    every: Duration = 3600.0
+
+
+class Config(_Model):
+    store: StoreConfig = StoreConfig()
+    bus: BusConfig = BusConfig()
+    api: ApiConfig = ApiConfig()
+    pools: list[PoolConfig] = []
+    checks: list[CheckConfig] = []
+    monitoring: MonitoringConfig = MonitoringConfig()
+    retention: RetentionConfig = RetentionConfig()
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Config:
+        seen: set[str] = set()
+        for pool in self.pools:
+            for host in pool.hosts:
+                if host.name in seen:
+                    raise ValueError(f"host {host.name!r} is declared twice")
+                seen.add(host.name)
+        names = [c.name for c in self.checks]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"check names must be unique: {', '.join(sorted(dup))}")
+        return self
+
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _expand(data: Any, path: PathKey, lines: dict[PathKey, int], source: str) -> Any:
+    """Replace ``${VAR}`` in every string; a missing variable is a located error."""
+    if isinstance(data, dict):
+        return {k: _expand(v, (*path, k), lines, source) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_expand(v, (*path, i), lines, source) for i, v in enumerate(data)]
+    if isinstance(data, str) and "${" in data:
+        def sub(m: re.Match[str]) -> str:
+            if m.group(1) not in os.environ:
+                raise ConfigError(f"environment variable {m.group(1)} is not set",
+                                  file=source, line=lines.get(path),
+                                  field=".".join(str(p) for p in path))
+            return os.environ[m.group(1)]
+
+        return _ENV.sub(sub, data)
+    return data
+
+
+def load_config(path: str | Path) -> Config:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror}", file=str(p)) from exc
+    data, lines = parse_yaml(text, str(p))
+    data = _expand(data, (), lines, str(p))
+    return validate(Config, data, lines, str(p))
