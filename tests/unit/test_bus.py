@@ -43,7 +43,7 @@ def test_a_slow_subscriber_applies_backpressure() -> None:
 
         bus.subscribe("results", slow, name="slow")
         await bus.start()
-        publisher = asyncio.create_task(
+        publisher = asyncio.ensure_future(
             asyncio.gather(*(bus.publish("results", [i]) for i in range(10))))
         await asyncio.sleep(0.05)
         blocked = not publisher.done()
