@@ -12,6 +12,7 @@ import threading
 from types import TracebackType
 from typing import Any
 
+from poolwarden.lab.bmc import BmcAgent, start_agents, stop_agents
 from poolwarden.lab.layout import Layout
 from poolwarden.lab.xapi.dispatch import Dispatcher
 from poolwarden.lab.xapi.server import HostServer
@@ -47,6 +48,8 @@ class Lab:
         self._guard = threading.Lock()
         self._stopping = threading.Event()
         self._helpers: list[threading.Thread] = []
+        #: host name → its BMC's SNMP agent (hosts whose layout has ``bmc``)
+        self.bmc: dict[str, BmcAgent] = {}
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -54,6 +57,9 @@ class Lab:
         """Open one port per host (chosen by the OS) and serve; a no-op when running."""
         if self._servers:
             return self
+        self.bmc = start_agents(
+            {h.name: h.bmc.model_dump() for h in self.layout.hosts if h.bmc},
+            bind=self.advertise)
         for spec in self.layout.hosts:
             self._open(spec.name, 0)
         return self
@@ -72,6 +78,7 @@ class Lab:
             thread.start()
         for thread in closers + helpers:
             thread.join()
+        stop_agents(self.bmc.values())
 
     def __enter__(self) -> Lab:
         return self.start()
@@ -95,7 +102,8 @@ class Lab:
         return self.sim.master_name
 
     def summary(self) -> dict[str, Any]:
-        return {"master": self.master_name, "xapi": self.urls, "snmp": {}}
+        snmp = {name: agent.address for name, agent in self.bmc.items()}
+        return {"master": self.master_name, "xapi": self.urls, "snmp": snmp}
 
     # -- host power ----------------------------------------------------------------------
 
