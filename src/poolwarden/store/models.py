@@ -8,7 +8,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -76,3 +88,143 @@ class Lease(Base):
     #: grows by one at every acquisition: a stale holder's writes can be told apart
     token: Mapped[int] = mapped_column(Integer)
     expires_at: Mapped[float] = mapped_column(Float)
+
+
+# --- incidents (migration 0002) ----------------------------------------------------------
+# Live tables stay small: old resolved incidents, their events and old samples move to the
+# ``*_archive`` twins (``incidents.retention``). The twins share the column mixins below,
+# so a column added to one is added to both. Ids never repeat (SQLite AUTOINCREMENT,
+# PostgreSQL sequences), which lets the archive keep the original ids as primary keys.
+
+#: ``status`` values of a problem still being worked on; the partial unique index below
+#: allows one such incident per dedup key
+RESOLVED = "resolved"
+_NOT_RESOLVED = text(f"status <> '{RESOLVED}'")
+#: 64-bit ids where rows pile up fast, plain INTEGER on SQLite (its rowid alias)
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class _IncidentColumns:
+    """Columns of ``incident`` and ``incident_archive``."""
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    #: ``host|check``: what makes two state changes the same problem
+    dedup_key: Mapped[str] = mapped_column(String(700))
+    host: Mapped[str] = mapped_column(String(200))
+    pool: Mapped[str] = mapped_column(String(200), default="")
+    check: Mapped[str] = mapped_column(String(400))
+    kind: Mapped[str] = mapped_column(String(50))
+    #: warning | critical | unknown (of the latest problem state)
+    severity: Mapped[str] = mapped_column(String(20))
+    #: State name: WARNING | CRITICAL | UNKNOWN, OK once resolved
+    state: Mapped[str] = mapped_column(String(20))
+    #: open | in_progress | acknowledged | resolved
+    status: Mapped[str] = mapped_column(String(20))
+    opened_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
+    resolved_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    #: the latest reading (hardware sensors) with the device's own thresholds and verdict
+    value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    unit: Mapped[str] = mapped_column(String(20), default="")
+    warn: Mapped[float | None] = mapped_column(Float, nullable=True)
+    crit: Mapped[float | None] = mapped_column(Float, nullable=True)
+    device_status: Mapped[str] = mapped_column(String(200), default="")
+    output: Mapped[str] = mapped_column(Text, default="")
+    flapping: Mapped[bool] = mapped_column(default=False)
+    labels: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    ack_by: Mapped[str] = mapped_column(String(200), default="")
+    ack_comment: Mapped[str] = mapped_column(Text, default="")
+    ack_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    ack_expires_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    #: how many state changes the problem went through (1 when opened)
+    change_count: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class Incident(_IncidentColumns, Base):
+    """One problem (host + check) from its first HARD non-OK state to its recovery."""
+
+    __tablename__ = "incident"
+    __table_args__ = (
+        Index("uq_incident_open_dedup_key", "dedup_key", unique=True,
+              sqlite_where=_NOT_RESOLVED, postgresql_where=_NOT_RESOLVED),
+        Index("ix_incident_status_resolved_at", "status", "resolved_at"),
+        Index("ix_incident_host", "host"),
+        {"sqlite_autoincrement": True},
+    )
+
+    events: Mapped[list[IncidentEvent]] = relationship(
+        back_populates="incident", order_by="IncidentEvent.id",
+        cascade="all, delete-orphan", passive_deletes=True,
+    )
+
+
+class IncidentArchive(_IncidentColumns, Base):
+    """A resolved incident moved out of the live table, with its original id."""
+
+    __tablename__ = "incident_archive"
+    __table_args__ = (Index("ix_incident_archive_host", "host"),
+                      Index("ix_incident_archive_resolved_at", "resolved_at"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    archived_at: Mapped[float] = mapped_column(Float)
+
+
+class _IncidentEventColumns:
+    """Columns of ``incident_event`` and ``incident_event_archive``: the audit trail."""
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    ts: Mapped[float] = mapped_column(Float)
+    #: opened | reopened | state_change | updated | acknowledged | unacknowledged |
+    #: comment | in_progress | resolved | free kinds (remediation_step, ...)
+    kind: Mapped[str] = mapped_column(String(50))
+    #: ``poolwarden`` for the engine's own entries, else the person (``cli:user@host``)
+    author: Mapped[str] = mapped_column(String(200), default="")
+    message: Mapped[str] = mapped_column(Text, default="")
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class IncidentEvent(_IncidentEventColumns, Base):
+    """One entry of an incident's timeline."""
+
+    __tablename__ = "incident_event"
+    __table_args__ = (Index("ix_incident_event_incident_id", "incident_id", "id"),
+                      {"sqlite_autoincrement": True})
+
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incident.id", ondelete="CASCADE"))
+    incident: Mapped[Incident] = relationship(back_populates="events")
+
+
+class IncidentEventArchive(_IncidentEventColumns, Base):
+    __tablename__ = "incident_event_archive"
+    __table_args__ = (Index("ix_incident_event_archive_incident_id", "incident_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
+    incident_id: Mapped[int] = mapped_column(Integer)
+
+
+class _SampleColumns:
+    """Columns of ``sample`` and ``sample_archive``: one reading of one check."""
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    host: Mapped[str] = mapped_column(String(200))
+    check: Mapped[str] = mapped_column(String(400))
+    ts: Mapped[float] = mapped_column(Float)
+    value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    #: the State's int (exit code)
+    state: Mapped[int] = mapped_column(SmallInteger)
+
+
+class Sample(_SampleColumns, Base):
+    """Readings history for charts; written in batches by ``incidents.samples``."""
+
+    __tablename__ = "sample"
+    __table_args__ = (Index("ix_sample_host_check_ts", "host", "check", "ts"),
+                      Index("ix_sample_ts", "ts"),  # retention picks by age alone
+                      {"sqlite_autoincrement": True})
+
+
+class SampleArchive(_SampleColumns, Base):
+    __tablename__ = "sample_archive"
+    __table_args__ = (Index("ix_sample_archive_host_check_ts", "host", "check", "ts"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
