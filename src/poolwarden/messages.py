@@ -95,6 +95,13 @@ class CheckResult:
         return d
 
 
+class FlappingChange(StrEnum):
+    """Flapping started or ended with this result (Icinga's FlappingStart/FlappingEnd)."""
+
+    START = "start"
+    END = "end"
+
+
 @dataclass(frozen=True, slots=True)
 class StateChange:
     """Emitted by the state engine whenever a check's state or state type changes."""
@@ -113,6 +120,9 @@ class StateChange:
     reading: Reading | None = None
     labels: dict[str, str] = field(default_factory=dict)
     version: int = 1
+    #: set on the change where flapping starts or ends, so notifications can be held and
+    #: released; a flapping END may come with old_state == new_state (nothing else changed)
+    flapping_change: FlappingChange | None = None
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
