@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from poolwarden.cli import common
+from poolwarden.cli.check import check_app
 from poolwarden.cli.common import (
     EXIT_FAILED,
     InsecureOpt,
@@ -23,6 +24,7 @@ from poolwarden.cli.common import (
     errors_to_exit,
     out,
 )
+from poolwarden.cli.incidents import incident_app
 from poolwarden.cli.lab import lab_app
 from poolwarden.cli.render import (
     LineProgress,
@@ -32,6 +34,8 @@ from poolwarden.cli.render import (
     pool_status_json,
     pool_table,
 )
+from poolwarden.cli.run import run_command
+from poolwarden.cli.snmp import snmp_app
 from poolwarden.errors import UsageError
 
 if TYPE_CHECKING:
@@ -48,6 +52,10 @@ host_app = typer.Typer(no_args_is_help=True, help="Act on one host of a pool.")
 app.add_typer(pool_app, name="pool")
 app.add_typer(host_app, name="host")
 app.add_typer(lab_app, name="lab")
+app.command("run")(run_command)
+app.add_typer(snmp_app, name="snmp")
+app.add_typer(incident_app, name="incident")
+app.add_typer(check_app, name="check")
 
 
 @pool_app.command("status")

@@ -93,7 +93,7 @@ class SnmpKey(_Model):
 
 
 class SnmpConfig(_Model):
-    version: Literal["1", "2c", "3"] = "2c"
+    version: Literal["2c", "3"] = "2c"  # SNMPv1 lacks GETBULK: not supported
     community: str = "public"
     user: str | None = None
     auth: SnmpKey | None = None

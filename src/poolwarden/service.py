@@ -1,0 +1,210 @@
+"""The embedded service: collect → evaluate → incidents in one process.
+
+``poolwarden run`` builds a :class:`Monitor` from ``poolwarden.yaml``. The stages only
+meet on the bus (``RESULTS``, ``CHANGES``) and in the store, so the distributed mode can
+move collection to satellites without touching evaluation or incidents.
+
+I/O discipline: SNMP and plugins are asyncio; the store (SQLAlchemy, blocking) is only
+touched from worker threads (``asyncio.to_thread``): incident writes per batch of
+changes, sample writes per batch of readings on a timer, archiving on a timer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from pydantic import SecretStr
+
+from poolwarden.bus.base import CHANGES, RESULTS, Bus
+from poolwarden.bus.memory import MemoryBus
+from poolwarden.collect.plugin import find_plugin, run_plugin
+from poolwarden.collect.scheduler import Job, Scheduler
+from poolwarden.collect.sensors import poll
+from poolwarden.collect.snmp import SnmpTarget
+from poolwarden.config.models import BmcConfig, CheckConfig, Config, HostConfig, PoolConfig
+from poolwarden.errors import ConfigError
+from poolwarden.evaluate.state import CheckConfig as EngineCheckConfig
+from poolwarden.evaluate.state import StateEngine
+from poolwarden.incidents.manager import IncidentManager
+from poolwarden.incidents.retention import archive
+from poolwarden.incidents.samples import SampleWriter
+from poolwarden.messages import CheckResult, State, StateChange
+from poolwarden.store.db import Store
+
+log = logging.getLogger("poolwarden")
+SAMPLE_FLUSH_EVERY = 2.0
+
+
+def snmp_target(bmc: BmcConfig) -> SnmpTarget:
+    """The collector's view of a configured BMC; secrets are read here, once."""
+    s = bmc.snmp
+    if s.version == "3":
+        return SnmpTarget(
+            address=bmc.address, port=bmc.port, version="v3", user=s.user,
+            auth_protocol=s.auth.protocol if s.auth else "SHA",  # type: ignore[arg-type]
+            auth_key=SecretStr(s.auth.secret.reveal()) if s.auth else None,
+            priv_protocol=s.priv.protocol if s.priv else "AES",  # type: ignore[arg-type]
+            priv_key=SecretStr(s.priv.secret.reveal()) if s.priv else None,
+            timeout=s.timeout, retries=s.retries,
+        )
+    return SnmpTarget(address=bmc.address, port=bmc.port, version="v2c",
+                      community=SecretStr(s.community), timeout=s.timeout, retries=s.retries)
+
+
+@dataclass
+class MonitorStats:
+    results: int = 0
+    changes: int = 0
+    incidents_opened: int = 0
+    incidents_resolved: int = 0
+    poll_errors: int = 0
+    recent: list[StateChange] = field(default_factory=list)
+
+
+class Monitor:
+    def __init__(self, config: Config, store: Store, *, bus: Bus | None = None) -> None:
+        self.config, self.store = config, store
+        m = config.monitoring
+        self._snmp_default = EngineCheckConfig(
+            max_attempts=m.max_attempts, check_interval=m.snmp_interval,
+            retry_interval=m.retry_interval, flapping_low=m.flap_low, flapping_high=m.flap_high)
+        self._per_check: dict[tuple[str, str], EngineCheckConfig] = {}
+        self.engine = StateEngine(self._snmp_default, config_for=self._config_for)
+        self.incidents = IncidentManager(store)
+        self.samples = SampleWriter(store, batch_size=10_000, max_delay=1e9)
+        self.scheduler = Scheduler(concurrency=m.concurrency)
+        self.bus: Bus = bus or MemoryBus()
+        self.bus.subscribe(RESULTS, self._evaluate, name="evaluate")
+        self.bus.subscribe(CHANGES, self._record, name="incidents")
+        self.stats = MonitorStats()
+        self._checks_of: dict[str, set[str]] = {}
+        self._build_jobs()
+
+    # -- configuration -> jobs ------------------------------------------------------------
+    def _config_for(self, host: str, check: str) -> EngineCheckConfig | None:
+        return self._per_check.get((host, check))
+
+    def _build_jobs(self) -> None:
+        m = self.config.monitoring
+        for pool in self.config.pools:
+            for host in pool.hosts:
+                if host.bmc is not None:
+                    self._add_bmc(host, host.bmc)
+                for check in self.config.checks:
+                    if check.matches(host.name):
+                        self._add_plugin(pool, host, check)
+        self.scheduler.add(Job("store/samples", SAMPLE_FLUSH_EVERY, self._flush_samples))
+        r = self.config.retention
+        self.scheduler.add(Job("store/retention", r.every, self._archive, timeout=600.0))
+        self.scheduler.add(Job("incidents/ack-expiry", 60.0, self._expire_acks))
+        log.info("monitoring %d jobs (concurrency %d)", len(self.scheduler) - 3, m.concurrency)
+
+    def _add_bmc(self, host: HostConfig, bmc: BmcConfig) -> None:
+        interval = bmc.interval or self.config.monitoring.snmp_interval
+        try:
+            target = snmp_target(bmc)
+        except ValueError as exc:
+            raise ConfigError(str(exc), field=f"hosts.{host.name}.bmc.snmp") from exc
+        if interval != self.config.monitoring.snmp_interval:
+            self._per_check[(host.name, "snmp/agent")] = EngineCheckConfig(
+                max_attempts=self._snmp_default.max_attempts, check_interval=interval,
+                retry_interval=self._snmp_default.retry_interval)
+
+        async def run() -> None:
+            results = await poll(target, bmc.profile, host=host.name)
+            await self.bus.publish(RESULTS, results)
+
+        self.scheduler.add(Job(f"snmp/{host.name}", interval, run,
+                               timeout=target.timeout * (target.retries + 1) * 8 + 5,
+                               next_interval=lambda: self._next_interval(host.name, "snmp/")))
+
+    def _add_plugin(self, pool: PoolConfig, host: HostConfig, check: CheckConfig) -> None:
+        m = self.config.monitoring
+        check_id = f"plugin/{check.name}"
+        self._per_check[(host.name, check_id)] = EngineCheckConfig(
+            max_attempts=check.max_attempts or m.max_attempts, check_interval=check.interval,
+            retry_interval=check.retry_interval or m.retry_interval,
+            flapping_low=m.flap_low, flapping_high=m.flap_high)
+        argv = check.argv({
+            "host.name": host.name, "host.address": host.address or host.name,
+            "pool.name": pool.name, "bmc.address": host.bmc.address if host.bmc else "",
+        })
+        if "/" not in argv[0]:
+            argv[0] = find_plugin(argv[0]) or argv[0]  # the runner reports a missing one
+
+        async def run() -> None:
+            res = await run_plugin(argv, timeout=check.timeout)
+            await self.bus.publish(RESULTS, [res.to_check_result(host.name, check_id,
+                                                                 time.time())])
+
+        self.scheduler.add(Job(f"{check_id}/{host.name}", check.interval, run,
+                               timeout=check.timeout + 5,
+                               next_interval=lambda: self._next_interval(host.name, check_id)))
+
+    def _next_interval(self, host: str, prefix: str) -> float | None:
+        """The retry interval while any of the job's checks is in a SOFT problem."""
+        checks = [c for c in self._checks_of.get(host, ()) if c.startswith(prefix)]
+        return min((self.engine.next_interval(host, c) for c in checks), default=None)
+
+    # -- the pipeline ---------------------------------------------------------------------
+    async def _evaluate(self, batch: Sequence[CheckResult]) -> None:
+        now = time.time()
+        changes: list[StateChange] = []
+        for result in batch:
+            self._checks_of.setdefault(result.host, set()).add(result.check)
+            changes.extend(self.engine.process(result, now))
+            self.samples.add(result)
+        self.stats.results += len(batch)
+        if changes:
+            self.stats.changes += len(changes)
+            await self.bus.publish(CHANGES, changes)
+
+    async def _record(self, batch: Sequence[StateChange]) -> None:
+        for c in batch:
+            log.info("%s %s %s %s → %s: %s", c.state_type, c.host, c.check, c.old_state.name,
+                     c.new_state.name, c.output.splitlines()[0] if c.output else "")
+        result = await asyncio.to_thread(self.incidents.handle_many, batch)
+        self.stats.incidents_opened += result.opened
+        self.stats.incidents_resolved += result.resolved
+        if result.written:
+            log.warning("incidents: %d opened, %d updated, %d resolved (ids %s)",
+                        result.opened, result.updated, result.resolved,
+                        ", ".join(map(str, result.incident_ids)))
+        self.stats.recent = [*self.stats.recent[-99:], *batch]
+
+    async def _flush_samples(self) -> None:
+        await asyncio.to_thread(self.samples.flush)
+
+    async def _expire_acks(self) -> None:
+        expired = await asyncio.to_thread(self.incidents.expire_acknowledgements)
+        if expired:
+            log.info("%d acknowledgements expired", expired)
+
+    async def _archive(self) -> None:
+        r = self.config.retention
+        stats = await asyncio.to_thread(
+            archive, self.store, resolved_older_than=r.resolved_incidents,
+            samples_older_than=r.samples, now=time.time())
+        log.info("retention: %s", stats)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.bus.start()
+        try:
+            await self.scheduler.run(stop)
+        finally:
+            await self.bus.close()
+            await asyncio.to_thread(self.samples.flush)
+
+    def states(self) -> dict[State, int]:
+        """Checks by current state (for status lines and /metrics)."""
+        counts = dict.fromkeys(State, 0)
+        for host, checks in self._checks_of.items():
+            for check in checks:
+                st = self.engine.status(host, check)
+                if st is not None:
+                    counts[st.state] += 1
+        return counts
