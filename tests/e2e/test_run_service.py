@@ -1,0 +1,127 @@
+"""`poolwarden run` as a real process against the lab's BMC agents (real snmpd over UDP).
+
+The path of a problem end to end: a CPU temperature pushed past the iDRAC's own critical
+threshold → SOFT → HARD CRITICAL → one incident; back to normal → resolved. An agent that
+dies is one UNKNOWN problem for its host, not one per sensor. Readings land in the store.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from poolwarden.incidents import IncidentManager
+from poolwarden.incidents.samples import SampleWriter
+from poolwarden.lab import Lab, Layout
+from poolwarden.messages import State
+from poolwarden.store.db import Store
+
+CPU = "snmp/temperature/CPU1 Temp"
+
+
+@pytest.fixture
+def lab() -> Iterator[Lab]:
+    layout = Layout.model_validate({
+        "pool": {"name": "svc-pool", "master": "xs1"},
+        "hosts": [{"name": n, "memory_gib": 64, "bmc": {"profile": "dell-idrac"}}
+                  for n in ("xs1", "xs2", "xs3")],
+        "vms": [], "credentials": {"user": "root", "password": "lab"},
+    })
+    with Lab(layout) as running:
+        yield running
+
+
+def write_config(path: Path, lab: Lab, db: Path) -> None:
+    hosts = []
+    for name, endpoint in lab.summary()["snmp"].items():
+        address, port = endpoint.rsplit(":", 1)
+        hosts.append(f"      - {{name: {name}, address: 127.0.0.1, bmc: {{address: {address}, "
+                     f"port: {port}, profile: dell-idrac, snmp: {{timeout: 300ms, "
+                     f"retries: 0}}}}}}")
+    path.write_text("\n".join([
+        f'store: {{url: "sqlite:///{db}"}}',
+        "monitoring: {snmp_interval: 400ms, retry_interval: 200ms, max_attempts: 2}",
+        "pools:",
+        "  - name: svc-pool",
+        "    hosts:",
+        *hosts,
+        "checks:",
+        '  - {name: dummy, command: [check_dummy, "0", "alive on {host.name}"],'
+        ' interval: 400ms, hosts: "xs3"}',
+    ]) + "\n")
+
+
+def wait_until(cond: Callable[[], Any], timeout: float = 20.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError("condition not reached in time")
+
+
+def test_run_turns_a_bmc_fault_into_one_incident_and_resolves_it(
+        lab: Lab, tmp_path: Path) -> None:
+    db, cfg = tmp_path / "pw.db", tmp_path / "poolwarden.yaml"
+    write_config(cfg, lab, db)
+    proc = subprocess.Popen([sys.executable, "-m", "poolwarden", "run", "--config", str(cfg)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ})
+    try:
+        wait_until(db.exists)
+        store = Store.open(f"sqlite:///{db}")
+        incidents = IncidentManager(store)
+        samples = SampleWriter(store)
+        # Readings are being collected from every agent and the plugin.
+        wait_until(lambda: samples.history("xs1", CPU, since=0))
+        wait_until(lambda: samples.history("xs3", "plugin/dummy", since=0))
+        assert incidents.list(status="open") == []
+
+        lab.bmc["xs1"].set_sensor("temperature", "CPU1 Temp", 101.0)  # crit is 98 °C
+
+        def cpu_incident() -> Any:
+            return [i for i in incidents.list(status="open") if i.check == CPU]
+
+        opened = wait_until(cpu_incident)
+        assert len(opened) == 1
+        inc = incidents.get(opened[0].id)
+        assert (inc.host, inc.state, inc.severity) == ("xs1", State.CRITICAL, "critical")
+        assert "101" in inc.output
+        assert inc.events[0].kind == "opened"
+        assert inc.value == 101.0
+        assert inc.crit == 98.0  # the device's own threshold, scaled from tenths
+
+        lab.bmc["xs1"].reset()
+        wait_until(lambda: incidents.get(inc.id).status == "resolved")
+
+        lab.bmc["xs2"].stop()  # the BMC of xs2 dies
+
+        wait_until(lambda: incidents.list(status="open", host="xs2"))
+        time.sleep(1.5)  # several more poll rounds: still one problem, no storm
+        problems = incidents.list(status="open", host="xs2")
+        assert [(i.check, i.state) for i in problems] == [("snmp/agent", State.UNKNOWN)]
+        assert incidents.list(status="open", host="xs1") == []
+        store.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert "incident" in err
+
+
+def test_run_refuses_a_bad_config_with_file_line_field(tmp_path: Path) -> None:
+    cfg = tmp_path / "poolwarden.yaml"
+    cfg.write_text("monitoring:\n  max_attempts: zero\n")
+    r = subprocess.run([sys.executable, "-m", "poolwarden", "run", "--config", str(cfg)],
+                       capture_output=True, text=True, timeout=30, check=False)
+    assert r.returncode == 2
+    assert f"{cfg}:2: monitoring.max_attempts" in r.stderr
