@@ -20,11 +20,11 @@ from pathlib import Path
 import pytest
 
 from poolwarden.collect.plugin import PLUGIN_DIRS, PluginResult, find_plugin, run_plugin
+from poolwarden.lab.bmc import BmcAgent
 from poolwarden.messages import State
 
 PLUGINS = Path(PLUGIN_DIRS[0])
-SYS_SERVICES = "1.3.6.1.2.1.1.7.0"  # overridden to 72 in the snmpd config below
-SYS_LOCATION = "1.3.6.1.2.1.1.6.0"
+SYS_SERVICES = "1.3.6.1.2.1.1.7.0"  # any OID, for an agent that does not answer
 
 
 def run(*argv: str | Path, timeout: float = 10, max_output: int = 65536,
@@ -161,67 +161,65 @@ def test_find_plugin() -> None:
     assert find_plugin("surely_no_such_plugin") is None
 
 
-# -- check_snmp against our own snmpd ------------------------------------------------------
+# -- check_snmp against the lab's iDRAC agent (real snmpd serving a real recording) -------
+
+@pytest.fixture(scope="module")
+def idrac() -> Iterator[BmcAgent]:
+    agent = BmcAgent("dell-idrac-r640.snmprec", profile="dell-idrac", name="r640").start()
+    try:
+        yield agent
+    finally:
+        agent.stop()
+
+
+def cpu1_oid(agent: BmcAgent) -> str:
+    """The raw reading OID (tenths of °C) of the probe the pipeline calls CPU1 Temp."""
+    sensor = agent.sensor("temperature", "CPU1 Temp")
+    oid = sensor.table.cell_oid(sensor.table.value, sensor.index) if sensor.table.value \
+        else None
+    assert oid is not None
+    return oid
+
+
+def test_check_snmp_reads_the_lab_idrac_and_sees_a_fault(idrac: BmcAgent) -> None:
+    host, port = idrac.address.rsplit(":", 1)
+    # Thresholds in the device's raw unit (tenths of °C), as check_snmp users write them.
+    base: list[str | Path] = [PLUGINS / "check_snmp", "-H", host, "-p", port, "-C", "public",
+                              "-o", cpu1_oid(idrac), "-w", "850", "-c", "980"]
+    ok = run(*base)
+    assert ok.state is State.OK, ok.output
+    (item,) = ok.perfdata
+    assert (item.value, item.warn, item.crit) == (550.0, "850", "980")  # 55.0 °C recorded
+    try:
+        idrac.set_sensor("temperature", "CPU1 Temp", 90.0)
+        assert run(*base).state is State.WARNING
+        idrac.set_sensor("temperature", "CPU1 Temp", 101.0)
+        hot = run(*base)
+        assert hot.state is State.CRITICAL, hot.output
+        assert hot.perfdata[0].value == 1010.0
+    finally:
+        idrac.reset()
+    inverted = run(PLUGINS / "check_snmp", "-H", host, "-p", port, "-C", "public",
+                   "-o", cpu1_oid(idrac), "-c", "@500:600")
+    assert inverted.state is State.CRITICAL  # 550 inside @500:600
+
+
+def test_check_snmp_string(idrac: BmcAgent) -> None:
+    host, port = idrac.address.rsplit(":", 1)
+    # The probe's location name (IDRAC-MIB column 8), as a string check matches it.
+    oid = next(o for o, v in idrac.values.items()
+               if o.startswith("1.3.6.1.4.1.674.10892.5.4.700.20.1.8.") and v == b"CPU1 Temp")
+    r = run(PLUGINS / "check_snmp", "-H", host, "-p", port, "-C", "public", "-o", oid,
+            "-r", "CPU1 Temp")  # the value comes quoted: no anchors
+    assert r.state is State.OK, r.output
+    assert "CPU1 Temp" in r.output
+
 
 def free_udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
-
-
-@pytest.fixture(scope="module")
-def snmpd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    """A net-snmp agent on 127.0.0.1:<free port>, community ``public``; yields the port."""
-    home = tmp_path_factory.mktemp("snmpd")
-    conf = home / "snmpd.conf"
-    conf.write_text("rocommunity public 127.0.0.1\n"
-                    "sysContact poolwarden-test@example.org\n"
-                    "sysLocation rack-42\n"
-                    f"override {SYS_SERVICES} integer 72\n")
-    port = free_udp_port()
-    log = (home / "snmpd.log").open("w")
-    proc = subprocess.Popen(
-        ["/usr/sbin/snmpd", "-C", "-c", str(conf), "-f", "-Lo", f"udp:127.0.0.1:{port}"],
-        stdout=log, stderr=subprocess.STDOUT,
-        env={**os.environ, "SNMP_PERSISTENT_DIR": str(home), "MIBS": ""})
-    try:
-        deadline = time.monotonic() + 10
-        log_file = home / "snmpd.log"
-        while "NET-SNMP version" not in log_file.read_text() and time.monotonic() < deadline:
-            time.sleep(0.02)  # printed once it listens
-        while True:
-            r = run(PLUGINS / "check_snmp", "-H", "127.0.0.1", "-p", str(port), "-C",
-                    "public", "-o", SYS_SERVICES, "-t", "1", "-e", "0")
-            if r.state is State.OK or time.monotonic() > deadline or proc.poll() is not None:
-                break
-            time.sleep(0.1)
-        assert r.state is State.OK, (r.output, log_file.read_text()[-2000:])
-        yield port
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        log.close()
-
-
-def test_check_snmp_thresholds(snmpd: int) -> None:
-    base: list[str | Path] = [PLUGINS / "check_snmp", "-H", "127.0.0.1", "-p", str(snmpd),
-                              "-C", "public", "-o", SYS_SERVICES]
-    ok = run(*base, "-w", "100", "-c", "200")
-    assert ok.state is State.OK, ok.output
-    (item,) = ok.perfdata
-    assert (item.value, item.warn, item.crit) == (72.0, "100", "200")
-    warning = run(*base, "-w", "50", "-c", "200")
-    assert warning.state is State.WARNING, warning.output
-    critical = run(*base, "-w", "@60:80", "-c", "@70:75")
-    assert critical.state is State.CRITICAL, critical.output
-
-
-def test_check_snmp_string(snmpd: int) -> None:
-    r = run(PLUGINS / "check_snmp", "-H", "127.0.0.1", "-p", str(snmpd), "-C", "public",
-            "-o", SYS_LOCATION, "-r", "rack-42")
-    assert r.state is State.OK, r.output
-    assert "rack-42" in r.output
 
 
 def test_check_snmp_agent_not_answering() -> None:
@@ -250,18 +248,20 @@ def test_cli_json() -> None:
     assert doc["command"][0].endswith("/check_dummy")
 
 
-def test_cli_reevaluates_the_first_perfdata_value(snmpd: int) -> None:
-    args = ["check", "run", "--json", "--warning", "50", "--critical", "@70:75", "--",
-            "check_snmp", "-H", "127.0.0.1", "-p", str(snmpd), "-C", "public",
-            "-o", SYS_SERVICES, "-w", "100"]
+def test_cli_reevaluates_the_first_perfdata_value(idrac: BmcAgent) -> None:
+    # An operator trying, by hand, CPU1's reading (tenths of °C) with their own ranges.
+    host, port = idrac.address.rsplit(":", 1)
+    oid = cpu1_oid(idrac)
+    args = ["check", "run", "--json", "--warning", "500", "--critical", "@540:560", "--",
+            "check_snmp", "-H", host, "-p", port, "-C", "public", "-o", oid, "-w", "850"]
     p = pw(*args)
     assert p.returncode == 0, p.stderr
     doc = json.loads(p.stdout)
     assert (doc["state"], doc["plugin_state"]) == ("CRITICAL", "OK")
-    assert doc["perfdata"][0] == {"label": "iso.3.6.1.2.1.1.7.0", "value": 72.0, "uom": "",
-                                  "warn": "100", "crit": None, "min": None, "max": None}
-    assert doc["reevaluated"]["critical"] == "@70:75"
-    p = pw(*[a if a != "@70:75" else "80" for a in args])
+    item = doc["perfdata"][0]
+    assert (item["value"], item["warn"], item["crit"]) == (550.0, "850", None)
+    assert doc["reevaluated"]["critical"] == "@540:560"
+    p = pw(*[a if a != "@540:560" else "980" for a in args])
     assert json.loads(p.stdout)["state"] == "WARNING"
 
 
