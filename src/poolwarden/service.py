@@ -37,6 +37,7 @@ from poolwarden.store.db import Store
 
 log = logging.getLogger("poolwarden")
 SAMPLE_FLUSH_EVERY = 2.0
+STATUS_EVERY = 60.0
 
 
 def snmp_target(bmc: BmcConfig) -> SnmpTarget:
@@ -101,7 +102,8 @@ class Monitor:
         r = self.config.retention
         self.scheduler.add(Job("store/retention", r.every, self._archive, timeout=600.0))
         self.scheduler.add(Job("incidents/ack-expiry", 60.0, self._expire_acks))
-        log.info("monitoring %d jobs (concurrency %d)", len(self.scheduler) - 3, m.concurrency)
+        self.scheduler.add(Job("self/status", STATUS_EVERY, self._report))
+        log.info("monitoring %d jobs (concurrency %d)", len(self.scheduler) - 4, m.concurrency)
 
     def _add_bmc(self, host: HostConfig, bmc: BmcConfig) -> None:
         interval = bmc.interval or self.config.monitoring.snmp_interval
@@ -178,6 +180,19 @@ class Monitor:
 
     async def _flush_samples(self) -> None:
         await asyncio.to_thread(self.samples.flush)
+
+    def status_line(self) -> str:
+        """The service's own health in one line: states, lateness, backlog."""
+        sch = self.scheduler.stats
+        states = ", ".join(f"{k.name} {v}" for k, v in self.states().items())
+        depth = ", ".join(f"{k} {v}" for k, v in self.bus.depths().items())
+        return (f"checks: {states}; scheduler: {sch.runs} runs, lateness max "
+                f"{sch.lateness_max:.2f}s mean {sch.lateness_mean:.3f}s, {sch.late_runs} late, "
+                f"{sch.overruns} overruns, {sch.timeouts} timeouts; queues: {depth}; "
+                f"samples pending {self.samples.pending()}")
+
+    async def _report(self) -> None:
+        log.info("%s", self.status_line())
 
     async def _expire_acks(self) -> None:
         expired = await asyncio.to_thread(self.incidents.expire_acknowledgements)
