@@ -128,3 +128,40 @@ class StateChange:
         d = asdict(self)
         d["old_state"], d["new_state"] = self.old_state.name, self.new_state.name
         return d
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """An incident as the notifier sees it (Alertmanager's alert): firing or resolved.
+
+    ``key`` is the problem's dedup key (``host|check``); ``labels`` carry at least
+    ``severity`` (critical | warning | info), ``host``, ``pool``, ``check`` and ``kind``, the
+    things routes match on and ``group_by`` groups by.
+    """
+
+    key: str
+    labels: dict[str, str]
+    summary: str
+    firing: bool
+    starts_at: float
+    ts: float
+    incident_id: int | None = None
+    acknowledged: bool = False
+    version: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A one-off message to people: a remediation report, an escalation, a refusal.
+
+    ``key`` is an idempotency key: the notifier sends a given key to a given receiver once,
+    even if the message is submitted again (after a restart, or by a second master).
+    """
+
+    key: str
+    severity: str  # critical | warning | info
+    subject: str
+    body: str
+    labels: dict[str, str]
+    ts: float
+    version: int = 1
