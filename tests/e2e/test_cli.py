@@ -17,7 +17,8 @@ import pytest
 LAYOUT = """\
 pool: {name: e2e-pool, master: xs1}
 hosts:
-  - {name: xs1, memory_gib: 64, cpu_features: "0000e3bd-bfebfbff-00000001-20100800"}
+  - {name: xs1, memory_gib: 64, cpu_features: "0000e3bd-bfebfbff-00000001-20100800",
+     bmc: {profile: dell-idrac}}
   - {name: xs2, memory_gib: 64, cpu_features: "0000e3bd-bfebfbff-00000001-28100800"}
   - {name: xs3, memory_gib: 32, cpu_features: "0000e3bd-bfebfbff-00000001-20100800"}
 vms:
@@ -38,16 +39,18 @@ def pw(*args: str, env: dict[str, str] | None = None,
 
 @pytest.fixture(scope="module")
 def lab_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    layout = tmp_path_factory.mktemp("lab") / "site.yaml"
+    home = tmp_path_factory.mktemp("lab")
+    layout, state = home / "site.yaml", home / "lab.json"
     layout.write_text(LAYOUT)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "poolwarden", "lab", "up", "--layout", str(layout), "--json"],
+        [sys.executable, "-m", "poolwarden", "lab", "up", "--layout", str(layout), "--json",
+         "--state", str(state)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     assert proc.stdout is not None
     line = proc.stdout.readline()
     info = json.loads(line)
-    info["proc"] = proc
+    info["proc"], info["state"] = proc, str(state)
     yield info
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -64,7 +67,29 @@ def test_lab_up_prints_one_json_line_with_every_host(lab_up: dict[str, Any]) -> 
     assert sorted(lab_up["xapi"]) == ["xs1", "xs2", "xs3"]
     assert all(u.startswith("http://127.0.0.1:") for u in lab_up["xapi"].values())
     assert len(set(lab_up["xapi"].values())) == 3  # every host its own port
-    assert "snmp" in lab_up
+    assert sorted(lab_up["snmp"]) == ["xs1"]  # only xs1 has a BMC in this layout
+
+
+def test_lab_fault_from_another_process(lab_up: dict[str, Any]) -> None:
+    def cpu1() -> dict[str, Any]:
+        r = pw("snmp", "sensors", lab_up["snmp"]["xs1"], "--community", "public", "--json")
+        assert r.returncode == 0, r.stderr
+        return next(s for s in json.loads(r.stdout) if s["name"] == "CPU1 Temp")
+
+    assert (cpu1()["value"], cpu1()["state"]) == (55.0, "OK")
+    r = pw("lab", "fault", "xs1", "CPU1 Temp", "101", "--state", lab_up["state"])
+    assert r.returncode == 0, r.stderr
+    hot = cpu1()
+    assert (hot["value"], hot["state"]) == (101.0, "CRITICAL")
+    r = pw("lab", "fault", "xs1", "CPU1 Temp", "normal", "--state", lab_up["state"])
+    assert r.returncode == 0, r.stderr
+    assert (cpu1()["value"], cpu1()["state"]) == (55.0, "OK")
+    bad = pw("lab", "fault", "xs9", "CPU1 Temp", "101", "--state", lab_up["state"])
+    assert bad.returncode == 2
+    assert "xs9" in bad.stderr
+    none = pw("lab", "fault", "xs1", "CPU1 Temp", "101", "--state", "/nonexistent/lab.json")
+    assert none.returncode == 2
+    assert "lab up" in none.stderr
 
 
 def test_pool_status_json_through_a_member(lab_up: dict[str, Any]) -> None:
@@ -152,16 +177,19 @@ def test_bad_layout_names_file_line_and_field(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_lab_stops_cleanly_on_a_signal(tmp_path: Path, sig: signal.Signals) -> None:
-    layout = tmp_path / "site.yaml"
+    layout, state = tmp_path / "site.yaml", tmp_path / "lab.json"
     layout.write_text(LAYOUT)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "poolwarden", "lab", "up", "--layout", str(layout), "--json"],
+        [sys.executable, "-m", "poolwarden", "lab", "up", "--layout", str(layout), "--json",
+         "--state", str(state)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     assert proc.stdout is not None
     json.loads(proc.stdout.readline())
+    assert state.exists()
     proc.send_signal(sig)
     assert proc.wait(timeout=10) == 0
+    assert not state.exists()  # a stopped lab leaves no stale state behind
 
 
 def test_demo_json_is_verified_against_the_pool() -> None:

@@ -174,6 +174,7 @@ class BmcAgent:
         self._fixed_port = port
         self._proc: subprocess.Popen[bytes] | None = None
         self._finalizer: _Finalizer | None = None
+        self._client_tmp: tempfile.TemporaryDirectory[str] | None = None
         self._dir: Path | None = None
 
     def _profile(self, profile: str | Profile | None) -> Profile | None:
@@ -239,9 +240,18 @@ class BmcAgent:
         return "\n".join(lines) + "\n"
 
     def _env(self) -> dict[str, str]:
-        assert self._dir is not None
+        """net-snmp tools' environment: no MIB loading, a private persistent dir.
+
+        A handle on an agent another process runs (``lab fault``) has no run directory of
+        its own: it gets a throwaway one for the client tools.
+        """
+        home = self._dir
+        if home is None:
+            if self._client_tmp is None:
+                self._client_tmp = tempfile.TemporaryDirectory(prefix="poolwarden-bmc-client-")
+            home = Path(self._client_tmp.name)
         return {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/bin"), "MIBS": "",
-                "SNMP_PERSISTENT_DIR": str(self._dir / "persist"), "HOME": str(self._dir)}
+                "SNMP_PERSISTENT_DIR": str(home / "persist"), "HOME": str(home)}
 
     def wait_ready(self, timeout: float = _START_TIMEOUT) -> None:
         """Block until snmpd logs that it is up; retry on another port if it lost a race."""
@@ -390,6 +400,24 @@ class BmcAgent:
         for oid, raw in served.items():
             self.set(oid, raw)
         return list(served)
+
+    def restore(self, kind: str, name: str) -> list[str]:
+        """Put one sensor's row back to its recorded values (readings, status, state).
+
+        Unlike :meth:`reset` it needs no memory of earlier SETs, so a separate process
+        (``poolwarden lab fault … normal``) can undo a fault injected by another.
+        """
+        sensor = self.sensor(kind, name)
+        oids = [sensor.table.cell_oid(alias, sensor.index) for alias in sensor.table.columns]
+        done = []
+        for oid in oids:
+            rec = self._recorded.get(oid)
+            if rec is None or oid not in self.values or _TYPES[rec.tag][1] is None:
+                continue
+            original = rec.value
+            self.set(oid, original if isinstance(original, int | bytes) else str(original))
+            done.append(oid)
+        return done
 
     def fail_psu(self, name: str) -> list[str]:
         return self.inject("power_supply", name, "fail")

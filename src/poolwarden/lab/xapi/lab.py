@@ -101,6 +101,13 @@ class Lab:
         """The current pool master (follows designate_new_master)."""
         return self.sim.master_name
 
+    def state(self) -> dict[str, Any]:
+        """The summary plus what another process needs to reach the BMC agents."""
+        return {**self.summary(), "bmc": {
+            name: {"address": agent.address, "recording": str(agent.recording),
+                   "profile": agent.profile.name if agent.profile else None}
+            for name, agent in self.bmc.items()}}
+
     def summary(self) -> dict[str, Any]:
         snmp = {name: agent.address for name, agent in self.bmc.items()}
         return {"master": self.master_name, "xapi": self.urls, "snmp": snmp}
