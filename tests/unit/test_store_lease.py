@@ -82,3 +82,24 @@ def test_migrations_are_idempotent(store_url: str) -> None:
     s = Store.open(store_url)  # second upgrade to head is a no-op
     StoreLease(s, "pool:x", holder="h/1/a").acquire()
     s.close()
+
+
+def test_concurrent_first_opens_migrate_once(store_url: str) -> None:
+    # A service and a CLI opening a fresh store together must not both create tables.
+    import threading
+
+    errors: list[BaseException] = []
+
+    def open_it() -> None:
+        try:
+            Store.open(store_url).close()
+        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_it, daemon=True) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert not any(t.is_alive() for t in threads), "migrations deadlocked"
+    assert errors == []

@@ -7,6 +7,7 @@ PostgreSQL is the same code with another URL.
 
 from __future__ import annotations
 
+import fcntl
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,13 +16,14 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from poolwarden.errors import ConfigError, ConnectionFailed
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+_PG_LOCK_KEY = 0x706F6F6C  # "pool": the advisory lock id that serialises migrations
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -58,15 +60,35 @@ class Store:
         return store
 
     def migrate(self) -> None:
-        """Bring the schema to the newest Alembic revision (idempotent)."""
+        """Bring the schema to the newest Alembic revision (idempotent).
+
+        Serialised across processes — a service and a CLI opening a fresh store at the same
+        moment must not both create the tables: a file lock beside an SQLite file, an
+        advisory lock (held until the migration's transaction ends) on PostgreSQL.
+        """
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS))
         try:
-            with self.engine.begin() as conn:
+            with self._migration_lock(), self.engine.begin() as conn:
+                if conn.dialect.name == "postgresql":
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, "head")
         except OperationalError as exc:
             raise ConnectionFailed(f"cannot open the store: {exc.orig}") from exc
+
+    @contextmanager
+    def _migration_lock(self) -> Iterator[None]:
+        db = self.engine.url.database if self.engine.dialect.name == "sqlite" else None
+        if not db or db == ":memory:":
+            yield
+            return
+        with open(f"{db}.migrate-lock", "a+b") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
