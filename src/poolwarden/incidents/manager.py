@@ -27,7 +27,9 @@ from poolwarden.errors import NotFound, TransientError, UsageError
 from poolwarden.incidents import lifecycle
 from poolwarden.incidents.lifecycle import Action, Event, Row
 from poolwarden.incidents.model import (
+    SYSTEM_AUTHOR,
     BatchResult,
+    EventKind,
     IncidentEventRecord,
     IncidentRecord,
     Severity,
@@ -254,6 +256,17 @@ class IncidentManager:
 
     def comment(self, incident_id: int, author: str, text: str) -> IncidentRecord:
         return self._act(incident_id, lambda row, t: lifecycle.comment(row, author, text, t))
+
+    def record_event(self, incident_id: int, kind: str, message: str, *,
+                     author: str = SYSTEM_AUTHOR, data: dict[str, Any] | None = None,
+                     ) -> IncidentRecord:
+        """Add a timeline entry of another stage (e.g. ``remediation_step``); allowed on a
+        resolved incident too, since a remediation may outlive its problem. The kinds this
+        package writes itself are refused: they carry the lifecycle's meaning."""
+        if kind in set(EventKind):
+            raise UsageError(f"{kind!r} is a lifecycle event; use the incident's own methods")
+        return self._act(incident_id, lambda row, t: lifecycle.event(
+            t, kind, message, author=author, data=data))
 
     def expire_acknowledgements(self, at: float | None = None) -> int:
         """Hand back to ``open`` the acknowledgements expired at ``at``; call it

@@ -1,0 +1,396 @@
+"""The built-in action items (runbooks) behind one interface, and what they tell people.
+
+A :class:`Runbook` turns a rule's :class:`~poolwarden.evaluate.rules.Decision` about a
+:class:`Detected` problem into a :class:`RunResult`: the messages for people and, for a
+remediation, the JSON report. Runbooks block (XenAPI, the store): the engine runs them in a
+worker thread and sends the messages; they record their progress on the incident's
+timeline through ``RunContext.event``.
+
+- ``notify``: a message with the rule's severity; nothing else.
+- ``evacuate``: host maintenance through :func:`host_maintenance` (the pool lease, the
+  journal, resume, plan, execution) after the safety limits; ``shutdown``: the same, then
+  power the host off. Past a limit, or with an infeasible plan, a person is asked instead.
+- ``script``: a placeholder — the SSH script runner is a later issue, so it records that
+  the action is not available yet and escalates to a person.
+- ``none``: nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from poolwarden.evaluate.rules import Action, Decision, Detected, when
+from poolwarden.hypervisor.base import PoolDriver, PoolSnapshot
+from poolwarden.messages import Message
+from poolwarden.remediate.executor import ExecutorSettings
+from poolwarden.remediate.maintenance import MaintenanceOutcome, host_maintenance
+from poolwarden.remediate.model import ActionPlan, Step, StepKind
+from poolwarden.remediate.planner import plan_maintenance
+from poolwarden.store.db import Store
+from poolwarden.store.journal import RemediationJournal, RemediationRecord
+from poolwarden.store.lease import LeaseHeld
+
+if TYPE_CHECKING:
+    from poolwarden.remediate.engine import RemediationConfig
+
+HOUR = 3600.0
+#: journal statuses of a remediation that changed nothing (not an "action" for the limits)
+NO_ACTION = ("infeasible", "dry_run")
+#: per problem kind: what fixes the hardware (the report's "what a person still has to do")
+FIX_HINTS = {
+    "temperature": "check the cooling: fans, airflow, heatsink paste, room temperature",
+    "fan": "replace the failed fan",
+    "power_supply": "replace or reseat the failed power supply and check its power feed",
+    "redundancy": "restore the lost redundancy (a power supply or fan has failed)",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """What a runbook did. ``retry``: nothing happened yet, keep it queued (lease held)."""
+
+    status: str  # done | dry_run | failed | escalated | skipped | waiting | noop
+    summary: str
+    messages: tuple[Message, ...] = ()
+    report: dict[str, Any] | None = None
+    retry: bool = False
+    remediation: int | None = None
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What a runbook may use. ``event(kind, message, data)`` writes a timeline entry on
+    the incident that triggered the run (callable from the worker thread)."""
+
+    store: Store
+    config: RemediationConfig
+    driver_for: Callable[[str], PoolDriver]
+    event: Callable[[str, str, dict[str, Any]], None]
+    clock: Callable[[], float] = time.time
+    settings: ExecutorSettings | None = None
+
+
+class Runbook(Protocol):
+    """One action item. Blocking: the engine calls it in a worker thread."""
+
+    action: Action
+
+    def run(self, detected: Detected, decision: Decision, ctx: RunContext) -> RunResult: ...
+
+
+def _labels(d: Detected, decision: Decision, **extra: str) -> dict[str, str]:
+    return {"severity": decision.severity, "host": d.host, "pool": d.pool, "check": d.check,
+            "kind": d.kind, "rule": decision.rule, "action": str(decision.action), **extra}
+
+
+def escalation(d: Detected, decision: Decision, reason: str, *, would: Sequence[str] = (),
+               key: str, clock: Callable[[], float] = time.time) -> Message:
+    """A critical message to a person: poolwarden did not act, and what it would have done."""
+    body = [f"poolwarden did NOT {decision.action} {d.host}: {reason}", "",
+            f"Detected: {d.summary()}", f"Rule: {decision.rule} → {decision.action}"]
+    if would:
+        body += ["", "What would have been done:", *[f"  {i}. {w}" for i, w in
+                                                    enumerate(would, 1)]]
+    body += ["", f"A person must decide what to do with {d.host}; {_fix(d)}."]
+    return Message(key=key, severity="critical",
+                   subject=f"[poolwarden] {d.host}: {decision.action} NOT done — {reason}",
+                   body="\n".join(body), labels=_labels(d, decision, severity="critical"),
+                   ts=clock())
+
+
+def _fix(d: Detected) -> str:
+    return FIX_HINTS.get(d.kind, f"fix the hardware fault behind {d.check}")
+
+
+class Notify:
+    """Tell people, with the rule's severity; no change to any pool."""
+
+    action = Action.NOTIFY
+
+    def run(self, detected: Detected, decision: Decision, ctx: RunContext) -> RunResult:
+        d = detected
+        msg = Message(
+            key=f"notify:{decision.rule}:{d.key}:{d.state}:{d.since:.3f}",
+            severity=decision.severity, subject=f"[poolwarden] {d.host}: {d.check} {d.state}",
+            body=f"Detected: {d.summary()}\nRule: {decision.rule} → notify\n"
+                 f"No automatic action is configured for it: {_fix(d)}.",
+            labels=_labels(d, decision), ts=ctx.clock())
+        return RunResult("done", f"{decision.severity} message sent", (msg,))
+
+
+class NoAction:
+    action = Action.NONE
+
+    def run(self, detected: Detected, decision: Decision, ctx: RunContext) -> RunResult:
+        return RunResult("noop", f"rule {decision.rule} says: leave it alone")
+
+
+class Script:
+    """Placeholder until the SSH script runner exists (a later issue): ask a person."""
+
+    action = Action.SCRIPT
+
+    def run(self, detected: Detected, decision: Decision, ctx: RunContext) -> RunResult:
+        spec = decision.script
+        call = f"{spec.name} {' '.join(spec.args)}".strip() if spec else "?"
+        reason = "running scripts is not available yet (the script runner is a later issue)"
+        msg = escalation(detected, decision, reason, would=[f"run `{call}` on {detected.host}"],
+                         key=f"script:{decision.rule}:{detected.key}:{detected.since:.3f}",
+                         clock=ctx.clock)
+        return RunResult("escalated", reason, (msg,))
+
+
+def hosts_down_by_us(records: Sequence[RemediationRecord], snap: PoolSnapshot,
+                     ) -> dict[str, RemediationRecord]:
+    """host ref → our remediation that left it disabled (newest record per host decides)."""
+    out: dict[str, RemediationRecord] = {}
+    seen: set[str] = set()
+    for r in records:  # newest first
+        if r.host in seen:
+            continue
+        seen.add(r.host)
+        host = snap.host(r.host)
+        if (r.goal == "maintenance" and not r.dry_run and r.status not in NO_ACTION
+                and host is not None and not host.enabled):
+            out[r.host] = r
+    return out
+
+
+def limit_breach(records: Sequence[RemediationRecord], snap: PoolSnapshot, host: str, *,
+                 max_hosts_down: int, max_actions_per_hour: int, now: float) -> str:
+    """Which safety limit acting on ``host`` (a ref) would break; "" if none (pure)."""
+    down = {ref: r for ref, r in hosts_down_by_us(records, snap).items() if ref != host}
+    if len(down) >= max_hosts_down:
+        which = ", ".join(f"{r.host_name} (#{r.id})" for r in down.values())
+        return (f"max_hosts_down_per_pool={max_hosts_down} reached: already in maintenance "
+                f"by poolwarden: {which}" if which else
+                "max_hosts_down_per_pool=0: poolwarden may put no host in maintenance")
+    acted = [r for r in records if not r.dry_run and r.status not in NO_ACTION
+             and r.created_at >= now - HOUR]
+    if len(acted) >= max_actions_per_hour:
+        ids = ", ".join(f"#{r.id} {r.host_name}" for r in acted)
+        return (f"max_actions_per_pool_per_hour={max_actions_per_hour} reached: "
+                f"{len(acted)} remediations in the last hour ({ids})")
+    return ""
+
+
+def plan_summary(plan: ActionPlan) -> str:
+    if not plan.feasible:
+        return "infeasible: " + "; ".join(f"{b.code}: {b.message}" for b in plan.blockers)
+    return f"{len(plan.steps)} steps: " + "; ".join(s.title for s in plan.steps)
+
+
+class _Timeline:
+    """ProgressSink that writes the plan and each finished step on the incident, live."""
+
+    def __init__(self, ctx: RunContext, journal: RemediationJournal, pool: str,
+                 host: str) -> None:
+        self.ctx, self.journal, self.pool, self.host = ctx, journal, pool, host
+        self.announced: set[int] = set()
+        self.rid: int | None = None  # the record being executed, if it is about our host
+        self.started: dict[int, float] = {}
+
+    def planned(self, rec: RemediationRecord) -> None:
+        if rec.id not in self.announced:
+            self.announced.add(rec.id)
+            self.ctx.event("remediation_planned", plan_summary(rec.plan),
+                           {"remediation": rec.id, "dry_run": rec.dry_run,
+                            "plan": rec.plan.to_json()})
+
+    def step_started(self, seq: int, step: Step) -> None:
+        if seq == 0 or self.rid is None:  # a new record: ours, or one resumed first
+            rec = self.journal.open_for_pool(self.pool)
+            self.rid = rec.id if rec is not None and rec.host_name == self.host else None
+            if rec is not None and self.rid is not None:
+                self.planned(rec)
+        self.started[seq] = self.ctx.clock()
+
+    def step_progress(self, seq: int, step: Step, fraction: float) -> None:
+        pass
+
+    def step_finished(self, seq: int, step: Step, status: str, detail: str) -> None:
+        if self.rid is not None:
+            self.step(self.rid, seq, step, status, self.started.get(seq), self.ctx.clock(),
+                      detail)
+
+    def step(self, rid: int, seq: int, step: Step, status: str, started: float | None,
+             finished: float | None, detail: str = "") -> None:
+        self.ctx.event("remediation_step", f"{step.title}: {status}"
+                       + (f" ({detail})" if detail else ""),
+                       {"remediation": rid, "seq": seq, "name": step.kind.value,
+                        "title": step.title, "status": status, "started": started,
+                        "finished": finished, "detail": detail})
+
+
+class Evacuate:
+    """Host maintenance: master hand-over, migrations, disabled host (DESIGN §3)."""
+
+    action = Action.EVACUATE
+    power_off = False
+
+    def run(self, detected: Detected, decision: Decision, ctx: RunContext) -> RunResult:
+        shutdown = self.power_off or decision.shutdown
+        driver = ctx.driver_for(detected.pool)
+        try:
+            return self._run(driver, detected, decision, ctx, shutdown)
+        finally:
+            driver.close()
+
+    def _run(self, driver: PoolDriver, d: Detected, decision: Decision, ctx: RunContext,
+             shutdown: bool) -> RunResult:
+        cfg, journal = ctx.config, RemediationJournal(ctx.store)
+        snap = driver.snapshot()
+        host = snap.host(d.host)
+        if host is None:
+            reason = f"no host {d.host} in pool {snap.name}"
+            return RunResult("failed", reason, (escalation(
+                d, decision, reason, key=f"escalation:{d.key}:{d.since:.3f}:unknown-host",
+                clock=ctx.clock),))
+        stop = self._precheck(driver, snap, host.ref, d, decision, ctx, shutdown)
+        if stop is not None:
+            return stop
+        sink = _Timeline(ctx, journal, snap.name, host.name)
+        try:
+            outcome = host_maintenance(
+                driver, ctx.store, host.ref, shutdown=shutdown, dry_run=cfg.dry_run,
+                progress=sink, settings=ctx.settings, lease_ttl=cfg.lease_ttl,
+                requested_by=f"poolwarden:rule {decision.rule}")
+        except LeaseHeld as exc:
+            return RunResult("waiting", f"pool {snap.name} is busy: {exc}", retry=True)
+        rec = outcome.record
+        sink.planned(rec)
+        if rec.dry_run:
+            for i, step in enumerate(rec.plan.steps):
+                sink.step(rec.id, i, step, "planned", None, None)
+        report = remediation_report(outcome, d)
+        status = {"done": "done", "dry_run": "dry_run", "infeasible": "escalated"}.get(
+            rec.status, "failed")
+        msg = report_message(outcome, d, decision, clock=ctx.clock)
+        return RunResult(status, _headline(outcome), (msg,), report, remediation=rec.id)
+
+
+    @staticmethod
+    def _precheck(driver: PoolDriver, snap: PoolSnapshot, host: str, d: Detected,
+                  decision: Decision, ctx: RunContext, shutdown: bool) -> RunResult | None:
+        """Already done, or past a safety limit: the result; None to go ahead."""
+        journal, cfg = RemediationJournal(ctx.store), ctx.config
+        interrupted = journal.open_for_pool(snap.name)  # the journal's pool: XAPI's name
+        if interrupted is not None and interrupted.host == host:
+            return None  # why: finishing what a dead process began is no new action
+        records = journal.recent(snap.name, limit=500)
+        ours = hosts_down_by_us(records, snap).get(host)
+        if ours is not None and ours.status == "done":
+            # why: a restart or a second node sees the same problem again; nothing to redo
+            return RunResult("skipped", f"{d.host} is already in maintenance "
+                             f"(remediation #{ours.id})", remediation=ours.id)
+        breach = limit_breach(records, snap, host,
+                              max_hosts_down=cfg.max_hosts_down_per_pool,
+                              max_actions_per_hour=cfg.max_actions_per_pool_per_hour,
+                              now=ctx.clock())
+        if not breach:
+            return None
+        preview = plan_maintenance(driver.snapshot(evacuating=host), host, shutdown=shutdown)
+        would = [s.title for s in preview.steps] or [plan_summary(preview)]
+        msg = escalation(d, decision, breach, would=would, clock=ctx.clock,
+                         key=f"escalation:{d.key}:{d.since:.3f}:limit")
+        return RunResult("escalated", breach, (msg,))
+
+
+class Shutdown(Evacuate):
+    """Evacuate, then power the host off."""
+
+    action = Action.SHUTDOWN
+    power_off = True
+
+
+RUNBOOKS: dict[Action, Runbook] = {
+    Action.NOTIFY: Notify(), Action.EVACUATE: Evacuate(), Action.SHUTDOWN: Shutdown(),
+    Action.SCRIPT: Script(), Action.NONE: NoAction(),
+}
+
+
+# --- the report ----------------------------------------------------------------------
+
+def _todo(o: MaintenanceOutcome, d: Detected) -> list[str]:
+    """What a person still has to do after the run."""
+    r, host = o.record, o.record.host_name
+    if r.dry_run:
+        return [f"dry run: nothing was changed; {host} still has the problem: {_fix(d)}"]
+    if not r.plan.feasible:
+        return [f"{host} was NOT evacuated and still has the problem: {_fix(d)}",
+                *[f"clear the blocker: {b.message}" for b in r.plan.blockers]]
+    if r.status != "done":
+        return [f"the remediation ended {r.status}: {r.error}",
+                f"check {host} and the pool against the layout below; {_fix(d)}"]
+    off = any(s.kind == "shutdown_host" and s.status == "done" for s in r.steps)
+    todo = [f"{host} is disabled and empty{' and powered off' if off else ''}: {_fix(d)}",
+            f"then {'power it on and ' if off else ''}bring it back: Exit Maintenance Mode "
+            f"in XenCenter, or `xe host-enable host={host}` on the pool master"]
+    if o.master_after != o.master_before:
+        todo.append(f"the pool master is now {o.master_after}: tools pointed at "
+                    f"{o.master_before} must follow")
+    return todo
+
+
+def remediation_report(outcome: MaintenanceOutcome, detected: Detected) -> dict[str, Any]:
+    """The JSON form of a remediation report (what the demo prints)."""
+    doc = outcome.to_json()
+    for s in doc["steps"]:
+        s["duration"] = (s["finished"] - s["started"]
+                         if s["started"] is not None and s["finished"] is not None else None)
+    doc.update(detected=detected.to_json(), todo=_todo(outcome, detected))
+    return doc
+
+
+def _headline(o: MaintenanceOutcome) -> str:
+    r = o.record
+    off = any(s.kind is StepKind.SHUTDOWN_HOST for s in r.plan.steps)
+    what = "maintenance with shutdown" if off else "maintenance"
+    if r.dry_run:
+        return f"DRY RUN: would put {r.host_name} into {what} ({len(r.plan.steps)} steps)"
+    if not r.plan.feasible:
+        return f"{r.host_name} cannot be evacuated: {len(r.plan.blockers)} blocker(s)"
+    if r.status == "done":
+        return f"{r.host_name} put into {what}"
+    return f"{what} of {r.host_name} ended {r.status}: {r.error}"
+
+
+def _layout(layout: dict[str, list[str]]) -> list[str]:
+    return [f"  {h}: {', '.join(vms) or '(empty)'}" for h, vms in sorted(layout.items())]
+
+
+def report_message(o: MaintenanceOutcome, d: Detected, decision: Decision, *,
+                   clock: Callable[[], float] = time.time) -> Message:
+    """The report of one remediation to people (idempotency key ``remediation:<id>``)."""
+    r, report = o.record, remediation_report(o, d)
+    ok = r.status in ("done", "dry_run")
+    lines = [_headline(o) + f" (remediation #{r.id}, pool {r.pool})", "",
+             f"Detected: {d.summary()}", f"Rule: {decision.rule} → {decision.action}", ""]
+    if r.plan.feasible:
+        lines.append("Would be done:" if r.dry_run else "Done, step by step:")
+        for i, s in enumerate(report["steps"], 1):
+            took = f", {s['duration']:.1f} s" if s["duration"] is not None else ""
+            at = f" at {when(s['started'])}" if s["started"] else ""
+            detail = f" — {s['detail']}" if s["detail"] else ""
+            lines.append(f"  {i}. {s['title']}: {s['status']}{at}{took}{detail}")
+    else:
+        lines += ["Blockers (nothing was changed):",
+                  *[f"  - {b.code}: {b.message}" for b in r.plan.blockers]]
+    lines += ["", f"Pool master: {o.master_before} → {o.master_after}",
+              "VMs per host before:", *_layout(o.layout_before),
+              f"VMs per host after{' (planned)' if r.dry_run else ''}:", *_layout(o.layout_after),
+              "", "What a person still has to do:", *[f"  - {t}" for t in report["todo"]]]
+    severity = decision.severity if ok else "critical"
+    return Message(key=f"remediation:{r.id}", severity=severity,
+                   subject=f"[poolwarden] {_headline(o)}", body="\n".join(lines),
+                   labels=_labels(d, decision, severity=severity, remediation=str(r.id),
+                                  status=r.status),
+                   ts=clock())
+
+
+__all__ = ["FIX_HINTS", "RUNBOOKS", "Evacuate", "NoAction", "Notify", "RunContext",
+           "RunResult", "Runbook", "Script", "Shutdown", "escalation", "hosts_down_by_us",
+           "limit_breach", "plan_summary", "remediation_report", "report_message"]

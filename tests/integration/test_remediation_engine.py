@@ -1,0 +1,554 @@
+"""The remediation engine against the REAL lab: XenAPI over HTTP, snmpd BMC agents.
+
+State changes come from the real state engine (fed by the real collector where a BMC is
+involved), incidents from a real IncidentManager, messages are collected from ``send``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from poolwarden.collect.sensors import poll
+from poolwarden.collect.snmp import SnmpTarget
+from poolwarden.errors import UsageError
+from poolwarden.evaluate.rules import RuleConfig
+from poolwarden.evaluate.state import CheckConfig, StateEngine
+from poolwarden.hypervisor.base import PoolSnapshot
+from poolwarden.hypervisor.xenapi import XenAPIDriver
+from poolwarden.incidents.manager import IncidentManager
+from poolwarden.lab import Lab, Layout
+from poolwarden.messages import CheckResult, Message, Reading, State, StateChange
+from poolwarden.remediate.engine import RemediationConfig, RemediationEngine
+from poolwarden.remediate.executor import ExecutorSettings
+from poolwarden.remediate.maintenance import host_maintenance
+from poolwarden.remediate.planner import plan_maintenance
+from poolwarden.store.db import Store
+from poolwarden.store.journal import RemediationJournal
+from poolwarden.store.lease import StoreLease
+
+FAST = ExecutorSettings(poll_interval=0.02, retry_delay=0.05)
+CPU = "snmp/temperature/CPU1 Temp"
+PSU = "snmp/power_supply/PS2 Status"
+IPMI = "ipmi/temperature/CPU1"  # a check not folded under the BMC's snmp/agent
+POOL = "lab-pool"
+CPU_RULES = [
+    {"name": "cpu-hot", "match": {"kind": "temperature", "state": "CRITICAL"},
+     "action": "evacuate", "severity": "critical"},
+    {"name": "psu", "match": {"kind": ["power_supply", "fan"], "state": "CRITICAL"},
+     "action": "notify", "severity": "warning"},
+]
+
+
+def layout(**over: Any) -> Layout:
+    doc: dict[str, Any] = {
+        "pool": {"name": POOL, "master": "xs1"},
+        "hosts": [
+            {"name": "xs1", "memory_gib": 64,
+             "bmc": {"profile": "dell-idrac", "recording": "dell-idrac-r640.snmprec"}},
+            {"name": "xs2", "memory_gib": 64},
+            {"name": "xs3", "memory_gib": 64},
+        ],
+        "vms": [
+            {"name": "web-1", "memory_gib": 4, "host": "xs1"},
+            {"name": "web-2", "memory_gib": 4, "host": "xs1"},
+            {"name": "db-1", "memory_gib": 16, "host": "xs1"},
+            {"name": "cache", "memory_gib": 8, "host": "xs2"},
+            {"name": "app", "memory_gib": 8, "host": "xs3"},
+        ],
+        "credentials": {"user": "root", "password": "lab"},
+        "migration": {"speed_gib_per_s": 128},
+    }
+    doc.update(over)
+    return Layout.model_validate(doc)
+
+
+class Site:
+    """A lab, a store, the real state engine and incidents, and the engine under test."""
+
+    def __init__(self, lab: Lab, store: Store, rules: Sequence[dict[str, Any]],
+                 clock: Callable[[], float] = time.time, **config: Any) -> None:
+        self.lab, self.store = lab, store
+        self.sent: list[Message] = []
+        self.xapi_down = False  # driver_for connects to a closed port (ConnectionFailed)
+        self.states = StateEngine(CheckConfig(max_attempts=1))
+        self.incidents = IncidentManager(store)
+        config.setdefault("retry_after", 0.05)
+        self.engine = RemediationEngine(
+            RemediationConfig(**config), [RuleConfig.model_validate(r) for r in rules], store,
+            driver_for=self.driver_for, incidents=self.incidents, send=self._send,
+            clock=clock, pools={h.name: POOL for h in lab.layout.hosts}, settings=FAST)
+
+    async def _send(self, message: Message) -> None:
+        self.sent.append(message)
+
+    def driver_for(self, pool: str) -> XenAPIDriver:
+        assert pool == POOL
+        url = "http://127.0.0.1:9" if self.xapi_down else self.lab.urls[self.lab.master_name]
+        return XenAPIDriver(url, "root", "lab", timeout=2)
+
+    def snapshot(self) -> PoolSnapshot:
+        d = self.driver_for(POOL)
+        try:
+            return d.snapshot()
+        finally:
+            d.close()
+
+    async def feed(self, results: Sequence[CheckResult]) -> list[StateChange]:
+        """As the service does: state engine → incidents → remediation engine."""
+        changes = [c for r in results for c in self.states.process(r, time.time())]
+        await asyncio.to_thread(self.incidents.handle_many, changes)
+        await self.engine.handle(changes)
+        return changes
+
+    def settle(self, results: Sequence[CheckResult]) -> list[StateChange]:
+        """Feed and wait for the engine to finish, in ONE event loop (a second
+        ``asyncio.run`` would cancel the first loop's workers mid-remediation)."""
+
+        async def run() -> list[StateChange]:
+            changes = await self.feed(results)
+            await self.engine.drain()
+            return changes
+
+        return asyncio.run(run())
+
+    async def poll_bmc(self, host: str) -> list[StateChange]:
+        address, _, port = self.lab.bmc[host].address.rpartition(":")
+        target = SnmpTarget(address=address, port=int(port), version="v2c",
+                            community=SecretStr("public"), timeout=0.3, retries=0)
+        return await self.feed(await poll(target, "dell-idrac", host=host))
+
+    def timeline(self, host: str, check: str = CPU) -> list[dict[str, Any]]:
+        found = [i for i in self.incidents.list(host=host) if i.check == check]
+        assert found, f"no incident for {host} {check}"
+        return [e.to_json() for e in self.incidents.get(found[0].id).events]
+
+    def kinds(self, host: str, check: str = CPU) -> list[str]:
+        return [e["kind"] for e in self.timeline(host, check)]
+
+
+def sensor(host: str, check: str, state: State, value: float | None = 101.0,
+           status: str = "criticalUpper") -> CheckResult:
+    """A sensor result as the collector makes it (device thresholds, device status)."""
+    kind, name = check.split("/")[1:]
+    reading = Reading(kind, name, value, "°C" if kind == "temperature" else "",
+                      crit=98.0 if kind == "temperature" else None, status=status)
+    return CheckResult(host, check, state, f"{name} {value}", time.time(), reading=reading)
+
+
+@pytest.fixture
+def lab() -> Iterator[Lab]:
+    with Lab(layout()) as running:
+        yield running
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> Iterator[Store]:
+    s = Store.open(f"sqlite:///{tmp_path}/pw.db")
+    yield s
+    s.close()
+
+
+def unchanged(site: Site) -> None:
+    """Nothing destructive happened: same master, every host enabled, nothing moved."""
+    snap = site.snapshot()
+    assert site.lab.master_name == "xs1"
+    assert all(h.enabled and h.live for h in snap.hosts)
+    assert site.lab.sim.migrations == []
+    assert snap.layout()["xs1"] == ["db-1", "web-1", "web-2"]
+
+
+# --- the scenario ------------------------------------------------------------------------
+
+def test_cpu_overheat_on_the_master_hands_over_evacuates_and_reports(
+        lab: Lab, store: Store) -> None:
+    site = Site(lab, store, CPU_RULES)
+
+    async def scenario() -> list[StateChange]:
+        assert await site.poll_bmc("xs1") == []  # all OK: nothing to say
+        lab.bmc["xs1"].set_sensor("temperature", "CPU1 Temp", 101.0)
+        changes = await site.poll_bmc("xs1")
+        await site.engine.drain()
+        return changes
+
+    changes = asyncio.run(scenario())
+    assert [(c.check, c.new_state) for c in changes] == [(CPU, State.CRITICAL)]
+    # the pool: master handed over, xs1 disabled and empty, every VM moved once
+    snap = site.snapshot()
+    assert lab.master_name in ("xs2", "xs3")
+    xs1 = snap.host("xs1")
+    assert xs1 is not None
+    assert not xs1.enabled
+    assert snap.layout()["xs1"] == []
+    assert sorted(m.vm for m in lab.sim.migrations) == ["db-1", "web-1", "web-2"]
+    # the report, to people
+    [msg] = site.sent
+    [rec] = RemediationJournal(store).recent(POOL)
+    assert rec.status == "done"
+    assert msg.key == f"remediation:{rec.id}"
+    assert msg.severity == "critical"
+    assert msg.labels["host"] == "xs1"
+    assert msg.labels["rule"] == "cpu-hot"
+    for text in ("CPU1 Temp = 101 °C", "critical ≥ 98", "is CRITICAL since",
+                 f"Pool master: xs1 → {lab.master_name}", "designate", "migrate db-1",
+                 "  xs1: (empty)", "VMs per host before:", "  xs1: db-1, web-1, web-2",
+                 "xs1 is disabled and empty: check the cooling", "xe host-enable host=xs1"):
+        assert text in msg.body, text
+    # the incident's timeline tells the same story, step by step
+    kinds = site.kinds("xs1")
+    steps = [e for e in site.timeline("xs1") if e["kind"] == "remediation_step"]
+    assert kinds == ["opened", "remediation_detected", "remediation_planned",
+                     *["remediation_step"] * len(rec.steps), "remediation_done"]
+    assert [s["data"]["name"] for s in steps] == [s.kind for s in rec.steps]
+    assert all(s["data"]["status"] == "done" and s["data"]["started"] <= s["data"]["finished"]
+               for s in steps)
+    # the JSON report the demo prints
+    [entry] = site.engine.history
+    report = entry["report"]
+    assert entry["status"] == "done"
+    assert entry["remediation"] == rec.id
+    assert report["master_before"] == "xs1"
+    assert report["master_after"] == lab.master_name
+    assert report["before"]["xs1"] == ["db-1", "web-1", "web-2"]
+    assert report["after"]["xs1"] == []
+    assert [s["name"] for s in report["steps"]][:2] == ["designate_master", "disable_host"]
+    assert all(s["duration"] >= 0 for s in report["steps"])
+    assert report["detected"]["reading"]["value"] == 101.0
+
+
+def test_psu_notify_rule_sends_one_warning_and_touches_nothing(
+        lab: Lab, sqlite_store: Store) -> None:
+    site = Site(lab, sqlite_store, CPU_RULES)
+
+    async def scenario() -> None:
+        changes = await site.feed([sensor("xs2", PSU, State.CRITICAL, None, "failed")])
+        await site.engine.handle(changes)  # the same change again: a rule fires once
+        await site.engine.drain()
+
+    asyncio.run(scenario())
+    [msg] = site.sent
+    assert msg.severity == "warning"
+    assert msg.labels["check"] == PSU
+    assert msg.labels["action"] == "notify"
+    assert "device status failed" in msg.body
+    unchanged(site)
+    assert RemediationJournal(sqlite_store).recent(POOL) == []
+    assert site.kinds("xs2", PSU) == ["opened", "remediation_detected", "remediation_done"]
+
+
+def test_two_problems_on_one_pool_run_one_after_the_other(
+        lab: Lab, sqlite_store: Store) -> None:
+    site = Site(lab, sqlite_store, CPU_RULES, max_hosts_down_per_pool=2)
+
+    async def scenario() -> dict[str, list[str]]:
+        await site.feed([sensor("xs1", CPU, State.CRITICAL), sensor("xs2", CPU, State.CRITICAL)])
+        queued = site.engine.queued()
+        await site.engine.drain()
+        return queued
+
+    queued = asyncio.run(scenario())
+    assert [q.split()[0] for q in queued[POOL]] == ["xs1", "xs2"]  # FIFO, both kept
+    first, second = sorted(RemediationJournal(sqlite_store).recent(POOL), key=lambda r: r.id)
+    assert (first.host_name, first.status, second.host_name, second.status) == \
+        ("xs1", "done", "xs2", "done")
+    assert first.finished_at is not None
+    assert first.finished_at <= second.created_at
+    snap = site.snapshot()
+    assert sorted(snap.layout()["xs3"]) == ["app", "cache", "db-1", "web-1", "web-2"]
+    assert [m.key for m in site.sent] == [f"remediation:{first.id}", f"remediation:{second.id}"]
+    detected = [e for e in site.timeline("xs2") if e["kind"] == "remediation_detected"]
+    assert "queued behind 1" in detected[0]["message"]
+
+
+def test_a_held_pool_lease_keeps_the_action_queued_until_it_is_free(
+        lab: Lab, sqlite_store: Store) -> None:
+    site = Site(lab, sqlite_store, CPU_RULES)
+    other = StoreLease(sqlite_store, f"pool:{POOL}", holder="other-node/1/abc", ttl=60)
+    other.acquire()
+
+    async def scenario() -> dict[str, list[str]]:
+        await site.feed([sensor("xs1", CPU, State.CRITICAL)])
+        for _ in range(10):  # several retries, all refused by the lease
+            await asyncio.sleep(0.06)
+            await site.engine.tick()
+        waiting = site.engine.queued()
+        assert lab.sim.migrations == []
+        other.release()
+        await site.engine.drain()
+        return waiting
+
+    waiting = asyncio.run(scenario())
+    assert waiting == {POOL: [f"xs1 {CPU} evacuate"]}
+    assert lab.master_name != "xs1"
+    kinds = site.kinds("xs1")
+    assert kinds.count("remediation_waiting") == 1  # said once, not at every retry
+    assert kinds[-1] == "remediation_done"
+
+
+def test_unreachable_xapi_keeps_the_action_queued_and_tells_a_person_once(
+        lab: Lab, sqlite_store: Store) -> None:
+    site = Site(lab, sqlite_store, CPU_RULES)
+    site.xapi_down = True
+
+    async def scenario() -> None:
+        await site.feed([sensor("xs1", CPU, State.CRITICAL)])
+        for _ in range(5):
+            await asyncio.sleep(0.06)
+            await site.engine.tick()
+        assert site.engine.queued() == {POOL: [f"xs1 {CPU} evacuate"]}
+        site.xapi_down = False
+        await site.engine.drain()
+
+    asyncio.run(scenario())
+    escalated, report = site.sent
+    assert escalated.severity == "critical"
+    assert "cannot reach XAPI" in escalated.body
+    assert "keeps retrying" in escalated.body
+    assert report.key.startswith("remediation:")
+    assert lab.master_name != "xs1"
+    assert site.kinds("xs1").count("remediation_waiting") == 1
+
+
+def test_a_problem_over_before_its_turn_is_cancelled(lab: Lab, sqlite_store: Store) -> None:
+    site = Site(lab, sqlite_store, CPU_RULES)
+    other = StoreLease(sqlite_store, f"pool:{POOL}", holder="other-node/1/abc", ttl=60)
+    other.acquire()
+
+    async def scenario() -> None:
+        await site.feed([sensor("xs1", CPU, State.CRITICAL)])
+        while not site.engine.history and "remediation_waiting" not in site.kinds("xs1"):
+            await asyncio.sleep(0.02)  # refused by the lease, queued
+        await site.feed([sensor("xs1", CPU, State.OK, 60.0, "ok")])  # cooled down meanwhile
+        other.release()
+        await site.engine.drain()
+
+    asyncio.run(scenario())
+    unchanged(site)
+    assert site.sent == []
+    assert site.kinds("xs1")[-2:] == ["resolved", "remediation_cancelled"]
+    assert site.engine.history[-1]["status"] == "cancelled"
+
+
+def test_actions_per_hour_limit_escalates_and_does_nothing(
+        lab: Lab, sqlite_store: Store) -> None:
+    site = Site(lab, sqlite_store, CPU_RULES, max_actions_per_pool_per_hour=1,
+                max_hosts_down_per_pool=3)
+
+    async def scenario() -> None:
+        await site.feed([sensor("xs2", CPU, State.CRITICAL)])
+        await site.engine.drain()
+        await site.feed([sensor("xs1", CPU, State.CRITICAL)])
+        await site.engine.drain()
+
+    asyncio.run(scenario())
+    report, escalation = site.sent
+    assert report.key.startswith("remediation:")
+    assert escalation.severity == "critical"
+    assert "max_actions_per_pool_per_hour=1 reached" in escalation.body
+    assert "What would have been done:" in escalation.body
+    assert "designate" in escalation.body
+    assert "migrate db-1" in escalation.body
+    assert lab.master_name == "xs1"
+    snap = site.snapshot()
+    assert snap.layout()["xs1"] == ["db-1", "web-1", "web-2"]
+    assert site.kinds("xs1")[-1] == "remediation_escalated"
+    assert len(RemediationJournal(sqlite_store).recent(POOL)) == 1
+
+
+def test_hosts_down_limit_counts_hosts_poolwarden_put_in_maintenance(
+        lab: Lab, sqlite_store: Store) -> None:
+    site = Site(lab, sqlite_store, CPU_RULES)  # max_hosts_down_per_pool=1
+    d = site.driver_for(POOL)
+    try:
+        assert host_maintenance(d, sqlite_store, "xs2", settings=FAST).ok
+    finally:
+        d.close()
+    moved = len(lab.sim.migrations)
+
+    site.settle([sensor("xs1", CPU, State.CRITICAL)])
+    [msg] = site.sent
+    assert "max_hosts_down_per_pool=1 reached" in msg.body
+    assert "xs2 (#1)" in msg.body
+    assert lab.master_name == "xs1"
+    assert len(lab.sim.migrations) == moved
+    assert site.kinds("xs1")[-1] == "remediation_escalated"
+
+
+def test_a_restart_finishes_the_interrupted_remediation_and_then_skips_it(
+        lab: Lab, sqlite_store: Store) -> None:
+    # A process planned xs1's maintenance (journaled) and died before the first step.
+    d = XenAPIDriver(lab.urls["xs1"], "root", "lab")
+    try:
+        xs1 = d.snapshot().host("xs1")
+        assert xs1 is not None
+        plan = plan_maintenance(d.snapshot(evacuating=xs1.ref), xs1.ref)
+        RemediationJournal(sqlite_store).create(plan, dry_run=False)
+    finally:
+        d.close()
+    # The restarted service sees the problem again: it resumes (no new action, so the
+    # hourly limit does not stop it) instead of escalating or starting a second plan.
+    site = Site(lab, sqlite_store, CPU_RULES, max_actions_per_pool_per_hour=1)
+    site.settle([sensor("xs1", CPU, State.CRITICAL)])
+    [rec] = RemediationJournal(sqlite_store).recent(POOL)
+    assert rec.status == "done"
+    assert [m.key for m in site.sent] == [f"remediation:{rec.id}"]
+    assert sorted(m.vm for m in lab.sim.migrations) == ["db-1", "web-1", "web-2"]
+    # and once more (a second restart): already in maintenance, nothing to redo
+    again = Site(lab, sqlite_store, CPU_RULES)
+    again.settle([sensor("xs1", CPU, State.CRITICAL)])
+    assert again.sent == []
+    assert again.engine.history[-1]["status"] == "skipped"
+    assert len(lab.sim.migrations) == 3
+
+
+def test_dry_run_changes_nothing_and_reports_what_it_would_do(
+        lab: Lab, sqlite_store: Store) -> None:
+    site = Site(lab, sqlite_store, CPU_RULES, dry_run=True)
+    site.settle([sensor("xs1", CPU, State.CRITICAL)])
+    unchanged(site)
+    [msg] = site.sent
+    [rec] = RemediationJournal(sqlite_store).recent(POOL)
+    assert rec.status == "dry_run"
+    assert msg.subject.startswith("[poolwarden] DRY RUN: would put xs1 into maintenance")
+    assert "Would be done:" in msg.body
+    assert "migrate db-1 from xs1" in msg.body
+    assert "VMs per host after (planned):" in msg.body
+    steps = [e for e in site.timeline("xs1") if e["kind"] == "remediation_step"]
+    assert steps
+    assert {s["data"]["status"] for s in steps} == {"planned"}
+    assert site.engine.history[-1]["status"] == "dry_run"
+
+
+def test_infeasible_plan_escalates_with_every_blocker(sqlite_store: Store) -> None:
+    small = layout(hosts=[{"name": "xs1", "memory_gib": 64}, {"name": "xs2", "memory_gib": 16},
+                          {"name": "xs3", "memory_gib": 16}],
+                   vms=[{"name": f"big-{i}", "memory_gib": 12, "host": "xs1"} for i in range(3)])
+    with Lab(small) as lab:
+        site = Site(lab, sqlite_store, CPU_RULES)
+        site.settle([sensor("xs1", CPU, State.CRITICAL)])
+        [msg] = site.sent
+        assert msg.severity == "critical"
+        assert "cannot be evacuated" in msg.subject
+        assert "Blockers (nothing was changed):" in msg.body
+        assert "HOST_NOT_ENOUGH_FREE_MEMORY" in msg.body
+        assert "big-" in msg.body
+        assert lab.master_name == "xs1"
+        assert lab.sim.migrations == []
+        assert all(h.enabled for h in site.snapshot().hosts)
+        assert site.kinds("xs1")[-2:] == ["remediation_planned", "remediation_escalated"]
+
+
+def test_unknown_and_an_unreachable_bmc_never_lead_to_action(
+        lab: Lab, sqlite_store: Store) -> None:
+    rules = [{"match": {"kind": "temperature"}, "action": "evacuate"},  # any state
+             {"match": {"check": "snmp/agent"}, "action": "shutdown"}]
+    site = Site(lab, sqlite_store, rules)
+
+    async def scenario() -> None:
+        await site.poll_bmc("xs1")
+        await site.feed([sensor("xs1", "snmp/temperature/Inlet Temp", State.UNKNOWN, None)])
+        lab.bmc["xs1"].stop()  # the BMC dies
+        changes = await site.poll_bmc("xs1")
+        assert [(c.check, c.new_state) for c in changes] == [("snmp/agent", State.UNKNOWN)]
+        # another source's CRITICAL while the BMC does not answer: not confirmed, no action
+        # (an snmp/ result would itself mean that the agent answers again)
+        await site.feed([sensor("xs1", IPMI, State.CRITICAL)])
+        await site.engine.drain()
+
+    asyncio.run(scenario())
+    unchanged(site)
+    assert site.sent == []
+    assert RemediationJournal(sqlite_store).recent(POOL) == []
+    for check in ("snmp/temperature/Inlet Temp", "snmp/agent", IPMI):
+        assert site.kinds("xs1", check)[-1] == "remediation_refused", check
+
+
+def test_a_problem_refused_while_the_bmc_was_away_fires_once_it_answers(
+        lab: Lab, sqlite_store: Store) -> None:
+    offset = [0.0]
+    rules = [{"match": {"kind": "temperature", "state": "CRITICAL", "sustained": "30s"},
+              "action": "evacuate"}]
+    site = Site(lab, sqlite_store, rules, clock=lambda: time.time() + offset[0])
+    bmc = lab.bmc["xs1"]
+
+    async def scenario() -> None:
+        await site.poll_bmc("xs1")
+        bmc.set_sensor("temperature", "CPU1 Temp", 101.0)
+        await site.poll_bmc("xs1")  # CRITICAL, pending for 30 s
+        bmc.stop()
+        await site.poll_bmc("xs1")  # the agent is gone
+        offset[0] = 31.0
+        await site.engine.drain()  # due, but not confirmed: refused
+        assert lab.sim.migrations == []
+        assert site.sent == []
+        bmc.start()
+        bmc.set_sensor("temperature", "CPU1 Temp", 101.0)
+        changes = await site.poll_bmc("xs1")  # the agent answers; CPU1 still CRITICAL
+        assert [(c.check, c.new_state) for c in changes] == [("snmp/agent", State.OK)]
+        await site.engine.drain()
+
+    asyncio.run(scenario())
+    assert lab.master_name != "xs1"
+    kinds = site.kinds("xs1")
+    assert kinds.index("remediation_refused") < kinds.index("remediation_detected")
+    assert kinds[-1] == "remediation_done"
+
+
+def test_sustained_waits_for_tick_and_a_recovery_cancels(lab: Lab, sqlite_store: Store) -> None:
+    offset = [0.0]
+    rules = [{"match": {"kind": "temperature", "state": "CRITICAL", "sustained": "30s"},
+              "action": "evacuate"}]
+    site = Site(lab, sqlite_store, rules, clock=lambda: time.time() + offset[0])
+
+    async def scenario() -> None:
+        await site.feed([sensor("xs2", CPU, State.CRITICAL)])
+        await site.feed([sensor("xs2", CPU, State.OK, 60.0, "ok")])  # cooled down in time
+        await site.feed([sensor("xs1", CPU, State.CRITICAL)])
+        await site.engine.tick()
+        assert not site.engine.busy
+        assert site.sent == []
+        offset[0] = 31.0
+        await site.engine.drain()
+
+    asyncio.run(scenario())
+    assert [r.host_name for r in RemediationJournal(sqlite_store).recent(POOL)] == ["xs1"]
+    assert lab.master_name != "xs1"
+    assert len(site.sent) == 1
+
+
+def test_script_is_not_available_yet_and_escalates(lab: Lab, sqlite_store: Store) -> None:
+    rules = [{"match": {"kind": "fan"}, "action": "script",
+              "script": {"name": "reset-fan-controller", "args": ["--all"]}}]
+    site = Site(lab, sqlite_store, rules)
+    site.settle([sensor("xs3", "snmp/fan/Fan 1", State.CRITICAL, 0.0, "failed")])
+    [msg] = site.sent
+    assert msg.severity == "critical"
+    assert "not available yet" in msg.body
+    assert "run `reset-fan-controller --all` on xs3" in msg.body
+    assert site.kinds("xs3", "snmp/fan/Fan 1")[-1] == "remediation_escalated"
+    unchanged(site)
+
+
+def test_record_event_adds_free_kinds_to_any_incident(store: Store) -> None:
+    incidents = IncidentManager(store)
+    engine = StateEngine(CheckConfig(max_attempts=1))
+    [change] = engine.process(sensor("xs1", CPU, State.CRITICAL), time.time())
+    opened = incidents.handle(change)
+    assert opened is not None
+    rec = incidents.record_event(opened.id, "remediation_step", "disable xs1: done",
+                                 data={"name": "disable_host", "status": "done"})
+    last = rec.events[-1]
+    assert (last.kind, last.author, last.data["status"]) == \
+        ("remediation_step", "poolwarden", "done")
+    with pytest.raises(UsageError, match="lifecycle event"):
+        incidents.record_event(opened.id, "resolved", "no")
+    [ok] = engine.process(sensor("xs1", CPU, State.OK, 50.0, "ok"), time.time())
+    incidents.handle(ok)
+    done = incidents.record_event(opened.id, "remediation_done", "after the resolution")
+    assert [e.kind for e in done.events][-2:] == ["resolved", "remediation_done"]
