@@ -93,7 +93,7 @@ def test_concurrent_first_opens_migrate_once(store_url: str) -> None:
     def open_it() -> None:
         try:
             Store.open(store_url).close()
-        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+        except BaseException as exc:  # collected and asserted below
             errors.append(exc)
 
     threads = [threading.Thread(target=open_it, daemon=True) for _ in range(4)]
