@@ -228,3 +228,46 @@ class SampleArchive(_SampleColumns, Base):
     __table_args__ = (Index("ix_sample_archive_host_check_ts", "host", "check", "ts"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
+
+
+# --- notifications (migration 0003) ------------------------------------------------------
+
+#: ``Notification.status`` values
+NOTIFY_SENDING, NOTIFY_SENT, NOTIFY_FAILED, NOTIFY_HELD = "sending", "sent", "failed", "held"
+
+
+class Notification(Base):
+    """One message to one channel of one receiver: the notifier's idempotency ledger.
+
+    The row is written *before* sending; the unique (key, receiver, channel) makes a
+    second attempt — a restart, a second master — find it and not send again once it is
+    ``sent``. ``not_before`` is the row's lease: a ``sending`` row is its sender's until
+    then (after that a crashed sender's row may be taken over), a ``held`` row waits for
+    the end of quiet hours. ``channel`` is the redacted URL: no secret is ever stored.
+    """
+
+    __tablename__ = "notification"
+    __table_args__ = (
+        UniqueConstraint("key", "receiver", "channel", name="uq_notification_key_receiver_channel"),
+        Index("ix_notification_status_not_before", "status", "not_before"),
+        Index("ix_notification_chain", "group_key", "receiver", "channel", "id"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    key: Mapped[str] = mapped_column(String(400))
+    #: the group stream a grouped notification belongs to ("" for messages): the key of
+    #: the previous row of a stream is part of the next one's (see ``notify.notifier``)
+    group_key: Mapped[str] = mapped_column(String(400), default="")
+    receiver: Mapped[str] = mapped_column(String(100))
+    channel: Mapped[str] = mapped_column(String(500))
+    severity: Mapped[str] = mapped_column(String(20))
+    subject: Mapped[str] = mapped_column(String(500))
+    body: Mapped[str] = mapped_column(Text)
+    #: sending | sent | failed | held
+    status: Mapped[str] = mapped_column(String(20))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[float] = mapped_column(Float)
+    sent_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    not_before: Mapped[float | None] = mapped_column(Float, nullable=True)
