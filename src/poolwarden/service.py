@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from pydantic import SecretStr
@@ -27,12 +27,18 @@ from poolwarden.collect.sensors import poll
 from poolwarden.collect.snmp import SnmpTarget
 from poolwarden.config.models import BmcConfig, CheckConfig, Config, HostConfig, PoolConfig
 from poolwarden.errors import ConfigError
+from poolwarden.evaluate.rules import MatchContext, RuleConfig, match, problem_kind
 from poolwarden.evaluate.state import CheckConfig as EngineCheckConfig
 from poolwarden.evaluate.state import StateEngine
+from poolwarden.hypervisor.base import PoolDriver
 from poolwarden.incidents.manager import IncidentManager
+from poolwarden.incidents.model import dedup_key
 from poolwarden.incidents.retention import archive
 from poolwarden.incidents.samples import SampleWriter
-from poolwarden.messages import CheckResult, State, StateChange
+from poolwarden.messages import Alert, CheckResult, State, StateChange
+from poolwarden.notify.notifier import Notifier
+from poolwarden.remediate.engine import RemediationEngine, host_pools, xapi_driver_for
+from poolwarden.remediate.executor import ExecutorSettings
 from poolwarden.store.db import Store
 
 log = logging.getLogger("poolwarden")
@@ -56,6 +62,46 @@ def snmp_target(bmc: BmcConfig) -> SnmpTarget:
                       community=SecretStr(s.community), timeout=s.timeout, retries=s.retries)
 
 
+class AlertBuilder:
+    """StateChange → the notifier's Alert: labels to route on, severity from the rules.
+
+    The severity of a problem is the one its matching rule gives (a failed PSU the rules
+    call ``warning`` is emailed, not paged); without a rule, CRITICAL is critical and
+    anything else a warning. A resolved alert keeps the labels and start of its firing one.
+    """
+
+    def __init__(self, rules: Sequence[RuleConfig], pools: dict[str, str]) -> None:
+        self.rules, self.pools = list(rules), pools
+        self._firing: dict[str, Alert] = {}
+
+    def build(self, changes: Sequence[StateChange], incidents: IncidentManager) -> list[Alert]:
+        alerts = []
+        for c in changes:
+            if not c.hard_change:
+                continue
+            key = dedup_key(c.host, c.check)
+            summary = c.output.splitlines()[0] if c.output else c.new_state.name
+            if c.new_state is State.OK:
+                firing = self._firing.pop(key, None)
+                if firing is not None:
+                    alerts.append(Alert(key, firing.labels, summary, False, firing.starts_at,
+                                        c.ts, firing.incident_id))
+                continue
+            pool = self.pools.get(c.host, c.labels.get("pool", ""))
+            decisions = match(self.rules, c, MatchContext(pool=pool))
+            severity = str(decisions[0].severity) if decisions else (
+                "critical" if c.new_state is State.CRITICAL else "warning")
+            labels = {"severity": severity, "host": c.host, "pool": pool, "check": c.check,
+                      "kind": problem_kind(c), "state": c.new_state.name}
+            previous = self._firing.get(key)
+            alert = Alert(key, labels, summary, True,
+                          previous.starts_at if previous else c.ts, c.ts,
+                          incidents.open_id(c.host, c.check))
+            self._firing[key] = alert
+            alerts.append(alert)
+        return alerts
+
+
 @dataclass
 class MonitorStats:
     results: int = 0
@@ -67,7 +113,10 @@ class MonitorStats:
 
 
 class Monitor:
-    def __init__(self, config: Config, store: Store, *, bus: Bus | None = None) -> None:
+    def __init__(self, config: Config, store: Store, *, bus: Bus | None = None,
+                 notifier: Notifier | None = None,
+                 driver_for: Callable[[str], PoolDriver] | None = None,
+                 executor: ExecutorSettings | None = None) -> None:
         self.config, self.store = config, store
         m = config.monitoring
         self._snmp_default = EngineCheckConfig(
@@ -79,6 +128,13 @@ class Monitor:
         self.samples = SampleWriter(store, batch_size=10_000, max_delay=1e9)
         self.scheduler = Scheduler(concurrency=m.concurrency)
         self.bus: Bus = bus or MemoryBus()
+        self.notifier = notifier or Notifier(config.notify, store)
+        pools = host_pools(config.pools)
+        self.alerts = AlertBuilder(config.rules, pools)
+        self.remediation = RemediationEngine(
+            config.remediation, config.rules, store,
+            driver_for=driver_for or xapi_driver_for(config.pools), incidents=self.incidents,
+            send=self.notifier.send, pools=pools, settings=executor)
         self.bus.subscribe(RESULTS, self._evaluate, name="evaluate")
         self.bus.subscribe(CHANGES, self._record, name="incidents")
         self.stats = MonitorStats()
@@ -103,7 +159,9 @@ class Monitor:
         self.scheduler.add(Job("store/retention", r.every, self._archive, timeout=600.0))
         self.scheduler.add(Job("incidents/ack-expiry", 60.0, self._expire_acks))
         self.scheduler.add(Job("self/status", STATUS_EVERY, self._report))
-        log.info("monitoring %d jobs (concurrency %d)", len(self.scheduler) - 4, m.concurrency)
+        self.scheduler.add(Job("notify/tick", 1.0, self.notifier.tick))
+        self.scheduler.add(Job("remediate/tick", 2.0, self.remediation.tick, timeout=60.0))
+        log.info("monitoring %d jobs (concurrency %d)", len(self.scheduler) - 6, m.concurrency)
 
     def _add_bmc(self, host: HostConfig, bmc: BmcConfig) -> None:
         interval = bmc.interval or self.config.monitoring.snmp_interval
@@ -177,6 +235,9 @@ class Monitor:
                         result.opened, result.updated, result.resolved,
                         ", ".join(map(str, result.incident_ids)))
         self.stats.recent = [*self.stats.recent[-99:], *batch]
+        # The incident exists before the engine looks for it (timeline events).
+        await self.remediation.handle(batch)
+        await self.notifier.submit(self.alerts.build(batch, self.incidents))
 
     async def _flush_samples(self) -> None:
         await asyncio.to_thread(self.samples.flush)
@@ -212,6 +273,8 @@ class Monitor:
             await self.scheduler.run(stop)
         finally:
             await self.bus.close()
+            await self.remediation.close()
+            await self.notifier.aclose()
             await asyncio.to_thread(self.samples.flush)
 
     def states(self) -> dict[State, int]:

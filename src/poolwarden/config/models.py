@@ -12,31 +12,18 @@ import fnmatch
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from poolwarden.config.types import Duration, parse_duration
+
+__all__ = ["Config", "Duration", "load_config", "parse_duration"]
 from poolwarden.config.yamlsource import PathKey, parse_yaml, validate
 from poolwarden.errors import ConfigError
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
-
-
-def parse_duration(value: Any) -> float:
-    """``30s``, ``5m``, ``1h``, ``2d``, ``250ms`` or a number of seconds → seconds."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        seconds = float(value)
-    elif isinstance(value, str) and (m := _DURATION.match(value)):
-        seconds = float(m.group(1)) * _UNITS[m.group(2)]
-    else:
-        raise ValueError(f"not a duration: {value!r} (use e.g. 30s, 5m, 1h, 2d)")
-    if seconds <= 0:
-        raise ValueError("a duration must be positive")
-    return seconds
-
-
-Duration = Annotated[float, BeforeValidator(parse_duration)]
+from poolwarden.evaluate.rules import RuleConfig, duplicate_rule_names
+from poolwarden.notify.config import NotifyConfig
+from poolwarden.remediate.engine import RemediationConfig
 
 
 class _Model(BaseModel):
@@ -215,6 +202,9 @@ class Config(_Model):
     checks: list[CheckConfig] = []
     monitoring: MonitoringConfig = MonitoringConfig()
     retention: RetentionConfig = RetentionConfig()
+    rules: list[RuleConfig] = []
+    remediation: RemediationConfig = RemediationConfig()
+    notify: NotifyConfig = NotifyConfig()
 
     @model_validator(mode="after")
     def _unique_names(self) -> Config:
@@ -224,6 +214,9 @@ class Config(_Model):
                 if host.name in seen:
                     raise ValueError(f"host {host.name!r} is declared twice")
                 seen.add(host.name)
+        dup_rules = duplicate_rule_names(self.rules)
+        if dup_rules:
+            raise ValueError(f"rule names must be unique: {', '.join(dup_rules)}")
         names = [c.name for c in self.checks]
         dup = {n for n in names if names.count(n) > 1}
         if dup:

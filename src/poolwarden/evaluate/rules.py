@@ -35,7 +35,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from poolwarden.config.models import Duration
+from poolwarden.config.types import Duration
 from poolwarden.evaluate.state import AGENT_CHECK
 from poolwarden.messages import Reading, State, StateChange, StateType
 

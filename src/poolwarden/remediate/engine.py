@@ -29,11 +29,14 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from poolwarden.config.models import Duration, PoolConfig
+from poolwarden.config.types import Duration
+
+if TYPE_CHECKING:
+    from poolwarden.config.models import PoolConfig
 from poolwarden.errors import ConfigError, PoolwardenError
 from poolwarden.evaluate.rules import (
     Action,

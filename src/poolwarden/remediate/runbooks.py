@@ -106,19 +106,18 @@ def _fix(d: Detected) -> str:
 
 
 class Notify:
-    """Tell people, with the rule's severity; no change to any pool."""
+    """Tell people, with the rule's severity; no change to any pool.
+
+    The telling itself is the problem's *alert* (the service labels it with this rule's
+    severity, and the notifier's routes, grouping, repeats, resolved message and
+    escalation apply): a second, separate message here would be a duplicate email.
+    """
 
     action = Action.NOTIFY
 
     def run(self, detected: Detected, decision: Decision, ctx: RunContext) -> RunResult:
-        d = detected
-        msg = Message(
-            key=f"notify:{decision.rule}:{d.key}:{d.state}:{d.since:.3f}",
-            severity=decision.severity, subject=f"[poolwarden] {d.host}: {d.check} {d.state}",
-            body=f"Detected: {d.summary()}\nRule: {decision.rule} → notify\n"
-                 f"No automatic action is configured for it: {_fix(d)}.",
-            labels=_labels(d, decision), ts=ctx.clock())
-        return RunResult("done", f"{decision.severity} message sent", (msg,))
+        return RunResult("done", f"people are notified through the {decision.severity} "
+                                 f"alert routes; no automatic action ({_fix(detected)})")
 
 
 class NoAction:
