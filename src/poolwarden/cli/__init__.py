@@ -157,12 +157,14 @@ def demo(
     layout: Annotated[Path | None, typer.Option(
         "--layout", help="A lab layout YAML (default: the built-in 3-host pool).")] = None,
     as_json: JsonOpt = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show the service's log.")]
+    = False,
 ) -> None:
-    """Run the lab and put its pool master into maintenance, end to end."""
+    """The overheating-host scenario on the lab: detect, hand over, evacuate, notify."""
     from poolwarden.cli.demo import run_demo
 
     with errors_to_exit(as_json):
-        code = run_demo(layout, as_json)
+        code = run_demo(layout, as_json, verbose)
     raise typer.Exit(code)
 
 
