@@ -139,6 +139,7 @@ class Monitor:
         self.bus.subscribe(CHANGES, self._record, name="incidents")
         self.stats = MonitorStats()
         self._checks_of: dict[str, set[str]] = {}
+        self._ticks: set[asyncio.Future[None]] = set()
         self._build_jobs()
 
     # -- configuration -> jobs ------------------------------------------------------------
@@ -237,7 +238,24 @@ class Monitor:
         self.stats.recent = [*self.stats.recent[-99:], *batch]
         # The incident exists before the engine looks for it (timeline events).
         await self.remediation.handle(batch)
-        await self.notifier.submit(self.alerts.build(batch, self.incidents))
+        alerts = self.alerts.build(batch, self.incidents)
+        if alerts:
+            await self.notifier.submit(alerts)
+            self._wake_notifier()
+
+    def _wake_notifier(self) -> None:
+        """Tick the notifier when its next notification is due (group_wait after a new
+        problem), not at the next whole-second tick: paging latency is the point."""
+        now = time.time()
+        due = self.notifier.grouper.next_due(now)
+        if due is not None:
+            loop = asyncio.get_running_loop()
+            loop.call_later(max(0.0, due - now) + 0.005, self._spawn_tick)
+
+    def _spawn_tick(self) -> None:
+        task = asyncio.ensure_future(self.notifier.tick())
+        self._ticks.add(task)
+        task.add_done_callback(self._ticks.discard)
 
     async def _flush_samples(self) -> None:
         await asyncio.to_thread(self.samples.flush)
