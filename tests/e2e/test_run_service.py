@@ -23,6 +23,7 @@ from poolwarden.incidents.samples import SampleWriter
 from poolwarden.lab import Lab, Layout
 from poolwarden.messages import State
 from poolwarden.store.db import Store
+from poolwarden.store.journal import RemediationJournal
 
 CPU = "snmp/temperature/CPU1 Temp"
 
@@ -125,3 +126,37 @@ def test_run_refuses_a_bad_config_with_file_line_field(tmp_path: Path) -> None:
                        capture_output=True, text=True, timeout=30, check=False)
     assert r.returncode == 2
     assert f"{cfg}:2: monitoring.max_attempts" in r.stderr
+
+
+def test_run_dry_run_plans_and_journals_but_changes_no_pool(lab: Lab, tmp_path: Path) -> None:
+    db, cfg = tmp_path / "pw.db", tmp_path / "poolwarden.yaml"
+    write_config(cfg, lab, db)
+    text = cfg.read_text().replace(
+        "    hosts:\n",
+        f'    xapi: {{url: "{lab.urls["xs1"]}", user: root, password: lab}}\n    hosts:\n', 1)
+    text += ("rules:\n  - {action: evacuate, severity: critical,"
+             " match: {kind: temperature, state: CRITICAL}}\n")
+    cfg.write_text(text)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "poolwarden", "run", "--config", str(cfg), "--dry-run"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(db.exists)
+        store = Store.open(f"sqlite:///{db}")
+        samples = SampleWriter(store)
+        wait_until(lambda: samples.history("xs1", CPU, since=0))
+        lab.bmc["xs1"].set_sensor("temperature", "CPU1 Temp", 101.0)
+        journal = RemediationJournal(store)
+        [rec] = wait_until(lambda: journal.recent(limit=5))
+        assert rec.dry_run
+        assert rec.status == "dry_run"
+        assert rec.host_name == "xs1"
+        time.sleep(1.0)  # a few more polls: still nothing done to the pool
+        assert lab.master_name == "xs1"
+        assert lab.sim.migrations == []
+        assert lab.sim.hosts()["xs1"].enabled
+        store.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err

@@ -20,6 +20,9 @@ def run_command(
     config: Annotated[Path, typer.Option("--config", "-c", help="poolwarden.yaml")],
     log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning")]
     = "info",
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Plan, journal and report remediations; change no pool "
+        "(overrides remediation.dry_run).")] = False,
 ) -> None:
     """Run collection → evaluation → incidents continuously (the embedded mode)."""
     from poolwarden.config.models import load_config
@@ -29,6 +32,9 @@ def run_command(
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
     with errors_to_exit(False):
         cfg = load_config(config)
+        if dry_run:
+            cfg = cfg.model_copy(update={
+                "remediation": cfg.remediation.model_copy(update={"dry_run": True})})
         store = Store.open(cfg.store.url)
         monitor = Monitor(cfg, store)
     try:
