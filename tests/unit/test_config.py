@@ -15,6 +15,7 @@ BAD = ROOT / "tests" / "fixtures" / "config"
 
 def test_the_example_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BMC_COMMUNITY", "s3cret")
+    monkeypatch.setenv("ONCALL_SLACK_URL", "slack://T1/B2/C3")
     cfg = load_config(ROOT / "examples" / "poolwarden.yaml")
     pool = cfg.pools[0]
     assert pool.hosts[0].bmc is not None
@@ -29,6 +30,10 @@ def test_the_example_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
     assert ssh.matches("xs-a1")
     assert not ssh.matches("db1")
     assert ssh.argv({"host.address": "10.0.0.21"}) == ["check_ssh", "10.0.0.21"]
+    assert [r.action.value for r in cfg.rules] == ["evacuate", "notify"]
+    assert cfg.rules[0].match.sustained == 30.0
+    assert cfg.notify.receivers["oncall"][0] == "slack://T1/B2/C3"
+    assert cfg.remediation.max_hosts_down_per_pool == 1
 
 
 def test_placeholders_never_split_or_inject_arguments() -> None:
