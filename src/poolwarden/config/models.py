@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from poolwarden.config.types import Duration, parse_duration
 
 __all__ = ["Config", "Duration", "load_config", "parse_duration"]
-from poolwarden.config.yamlsource import PathKey, parse_yaml, validate
+from poolwarden.config.yamlsource import PathKey, load_model
 from poolwarden.errors import ConfigError
 from poolwarden.evaluate.rules import RuleConfig, duplicate_rule_names
 from poolwarden.notify.config import NotifyConfig
@@ -246,11 +246,5 @@ def _expand(data: Any, path: PathKey, lines: dict[PathKey, int], source: str) ->
 
 
 def load_config(path: str | Path) -> Config:
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read: {exc.strerror}", file=str(p)) from exc
-    data, lines = parse_yaml(text, str(p))
-    data = _expand(data, (), lines, str(p))
-    return validate(Config, data, lines, str(p))
+    return load_model(Config, path,
+                      transform=lambda data, lines, source: _expand(data, (), lines, source))

@@ -7,6 +7,7 @@ know their line. We keep a map path → line while loading, and translate
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -72,12 +73,18 @@ def validate(model: type[M], data: Any, lines: dict[PathKey, int], source: str) 
         ) from exc
 
 
-def load_model(model: type[M], path: str | Path) -> M:
-    """Read, parse and validate a YAML file."""
+Transform = Callable[[Any, dict[PathKey, int], str], Any]
+
+
+def load_model(model: type[M], path: str | Path, *, transform: Transform | None = None) -> M:
+    """Read, parse and validate a YAML file; ``transform(data, lines, source)`` may rewrite
+    the parsed data first (e.g. expand ``${ENV}``) with located errors of its own."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read: {exc.strerror}", file=str(p)) from exc
     data, lines = parse_yaml(text, str(p))
+    if transform is not None:
+        data = transform(data, lines, str(p))
     return validate(model, data, lines, str(p))
