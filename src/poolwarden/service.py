@@ -15,7 +15,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from pydantic import SecretStr
 
@@ -44,6 +44,7 @@ from poolwarden.store.db import Store
 log = logging.getLogger("poolwarden")
 SAMPLE_FLUSH_EVERY = 2.0
 STATUS_EVERY = 60.0
+ACK_SYNC_EVERY = 5.0
 
 
 def snmp_target(bmc: BmcConfig) -> SnmpTarget:
@@ -100,6 +101,17 @@ class AlertBuilder:
             self._firing[key] = alert
             alerts.append(alert)
         return alerts
+
+    def acknowledged(self, incident_ids: set[int], now: float) -> list[Alert]:
+        """Firing alerts whose incident was acknowledged (or un-acknowledged) since they
+        were last submitted: an acknowledgement stops repeats and escalation."""
+        changed = []
+        for key, alert in self._firing.items():
+            ack = alert.incident_id in incident_ids
+            if ack != alert.acknowledged:
+                updated = self._firing[key] = replace(alert, acknowledged=ack, ts=now)
+                changed.append(updated)
+        return changed
 
 
 @dataclass
@@ -161,8 +173,9 @@ class Monitor:
         self.scheduler.add(Job("incidents/ack-expiry", 60.0, self._expire_acks))
         self.scheduler.add(Job("self/status", STATUS_EVERY, self._report))
         self.scheduler.add(Job("notify/tick", 1.0, self.notifier.tick))
+        self.scheduler.add(Job("notify/acks", ACK_SYNC_EVERY, self._sync_acks))
         self.scheduler.add(Job("remediate/tick", 2.0, self.remediation.tick, timeout=60.0))
-        log.info("monitoring %d jobs (concurrency %d)", len(self.scheduler) - 6, m.concurrency)
+        log.info("monitoring %d jobs (concurrency %d)", len(self.scheduler) - 7, m.concurrency)
 
     def _add_bmc(self, host: HostConfig, bmc: BmcConfig) -> None:
         interval = bmc.interval or self.config.monitoring.snmp_interval
@@ -272,6 +285,14 @@ class Monitor:
 
     async def _report(self) -> None:
         log.info("%s", self.status_line())
+
+    async def _sync_acks(self) -> None:
+        """People acknowledge incidents elsewhere (CLI, API): tell the notifier."""
+        acked = await asyncio.to_thread(
+            lambda: {i.id for i in self.incidents.list(status="acknowledged", limit=100_000)})
+        changed = self.alerts.acknowledged(acked, time.time())
+        if changed:
+            await self.notifier.submit(changed)
 
     async def _expire_acks(self) -> None:
         expired = await asyncio.to_thread(self.incidents.expire_acknowledgements)

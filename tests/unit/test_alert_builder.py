@@ -63,3 +63,15 @@ def test_recovery_resolves_the_same_alert_and_soft_changes_are_ignored() -> None
     assert resolved.starts_at == 100.0
     _, again = build(change(check, "temperature", State.OK, State.CRITICAL), builder=b)
     assert again == []  # nothing firing any more: no second resolved message
+
+
+def test_an_acknowledged_incident_updates_its_firing_alert_once() -> None:
+    check = "snmp/temperature/CPU1 Temp"
+    b, [firing] = build(change(check, "temperature", State.CRITICAL))
+    assert not firing.acknowledged
+    [acked] = b.acknowledged({7}, now=200.0)  # incident 7 was acknowledged
+    assert acked.acknowledged
+    assert (acked.key, acked.starts_at, acked.ts) == (firing.key, firing.starts_at, 200.0)
+    assert b.acknowledged({7}, now=205.0) == []  # nothing new to tell the notifier
+    [unacked] = b.acknowledged(set(), now=210.0)  # a worse state cleared the ack
+    assert not unacked.acknowledged
