@@ -151,6 +151,7 @@ class Monitor:
         self.bus.subscribe(CHANGES, self._record, name="incidents")
         self.stats = MonitorStats()
         self._checks_of: dict[str, set[str]] = {}
+        self._last: dict[tuple[str, str], CheckResult] = {}
         self._ticks: set[asyncio.Future[None]] = set()
         self._build_jobs()
 
@@ -230,6 +231,9 @@ class Monitor:
         changes: list[StateChange] = []
         for result in batch:
             self._checks_of.setdefault(result.host, set()).add(result.check)
+            self._last[result.host, result.check] = result
+            if result.unreachable:
+                self.stats.poll_errors += 1
             changes.extend(self.engine.process(result, now))
             self.samples.add(result)
         self.stats.results += len(batch)
@@ -315,6 +319,18 @@ class Monitor:
             await self.remediation.close()
             await self.notifier.aclose()
             await asyncio.to_thread(self.samples.flush)
+
+    def checks(self) -> list[tuple[str, str]]:
+        """Every (host, check) seen so far: what the API and the dashboard list."""
+        return [(h, c) for h, cs in list(self._checks_of.items()) for c in list(cs)]
+
+    def last_result(self, host: str, check: str) -> CheckResult | None:
+        return self._last.get((host, check))
+
+    def readings(self) -> list[CheckResult]:
+        """The latest result of every sensor check that carries a reading (for /metrics)."""
+        return [r for r in list(self._last.values())
+                if r.reading is not None and r.reading.value is not None]
 
     def states(self) -> dict[State, int]:
         """Checks by current state (for status lines and /metrics)."""

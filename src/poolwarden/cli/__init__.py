@@ -36,6 +36,8 @@ from poolwarden.cli.render import (
 )
 from poolwarden.cli.run import run_command
 from poolwarden.cli.snmp import snmp_app
+from poolwarden.cli.token import token_app
+from poolwarden.cli.xescript import xescript_command
 from poolwarden.errors import UsageError
 
 if TYPE_CHECKING:
@@ -56,6 +58,8 @@ app.command("run")(run_command)
 app.add_typer(snmp_app, name="snmp")
 app.add_typer(incident_app, name="incident")
 app.add_typer(check_app, name="check")
+app.command("xescript")(xescript_command)
+app.add_typer(token_app, name="token")
 
 
 @pool_app.command("status")

@@ -271,3 +271,61 @@ class Notification(Base):
     created_at: Mapped[float] = mapped_column(Float)
     sent_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     not_before: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+# --- API tokens (migration 0005) ---------------------------------------------------------
+
+
+class ApiToken(Base):
+    """A bearer token of the HTTP API (``api.auth``): its role and a digest, never itself.
+
+    ``token_id`` is the token's first characters, kept in clear so that a request finds
+    its row by an indexed lookup; the rest of the token is only known to its holder.
+    """
+
+    __tablename__ = "api_token"
+    __table_args__ = (UniqueConstraint("token_id", name="uq_api_token_token_id"),
+                      {"sqlite_autoincrement": True})
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_id: Mapped[str] = mapped_column(String(32))
+    #: hex SHA-256 of the whole token
+    digest: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200))
+    #: viewer | operator | admin
+    role: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[float] = mapped_column(Float)
+    revoked_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+# --- script runs (migration 0004) ----------------------------------------------------------
+
+#: ``ScriptRun.status`` values
+SCRIPT_OK, SCRIPT_FAILED, SCRIPT_REFUSED, SCRIPT_TIMEOUT = "ok", "failed", "refused", "timeout"
+
+
+class ScriptRun(Base):
+    """One XESCRIPT batch job asked for: run, failed, timed out, or refused before running.
+
+    Refusals are recorded too (with the arguments as given, JSON-escaped): an attempt to
+    slip a ``;`` past the validation is exactly what an auditor wants to see.
+    """
+
+    __tablename__ = "script_run"
+    __table_args__ = (Index("ix_script_run_started_at", "started_at"),
+                      Index("ix_script_run_host", "host"),
+                      {"sqlite_autoincrement": True})
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    #: the person or channel that asked (``cli:user@host``, ``chat:nick``)
+    who: Mapped[str] = mapped_column(String(200))
+    host: Mapped[str] = mapped_column(String(300))
+    script: Mapped[str] = mapped_column(String(300))
+    args: Mapped[list[str]] = mapped_column(JSON, default=list)
+    started_at: Mapped[float] = mapped_column(Float)
+    finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    exit_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: ok | failed | refused | timeout
+    status: Mapped[str] = mapped_column(String(20))
+    output: Mapped[str] = mapped_column(Text, default="")
+    error: Mapped[str] = mapped_column(Text, default="")

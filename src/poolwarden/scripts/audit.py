@@ -1,0 +1,94 @@
+"""Every XESCRIPT request leaves a ``ScriptRun`` row: runs, failures, timeouts, refusals.
+
+:func:`run_audited` is the one entry point callers (CLI, chat) should use: it validates,
+runs and journals, and journals the refusal when validation or the connection says no.
+What is stored is bounded and escaped: values are kept as JSON (so a NUL or a newline in a
+hostile argument is stored, escaped, not interpreted), text is cut to a size, NULs are
+replaced (PostgreSQL text refuses them). No key material is ever passed here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import select
+
+from poolwarden.errors import (
+    AuthenticationFailed,
+    OperationRefused,
+    PoolwardenError,
+    UsageError,
+)
+from poolwarden.scripts.catalog import ScriptCatalog
+from poolwarden.scripts.runner import DEFAULT_MAX_OUTPUT, ScriptResult, run_script
+from poolwarden.store.db import Store, now
+from poolwarden.store.models import SCRIPT_FAILED, SCRIPT_REFUSED, ScriptRun
+
+#: how much output the journal keeps (the caller gets all of ``max_output``)
+EXCERPT = 4000
+_MAX_ARGS_STORED, _MAX_ARG_STORED = 64, 512
+
+
+def _clean(text: str, limit: int) -> str:
+    return text[:limit].replace("\x00", "\ufffd")
+
+
+def record(
+    store: Store, *, who: str, host: str, script: str, args: list[str] | tuple[str, ...],
+    started_at: float, status: str, exit_status: int | None = None, output: str = "",
+    error: str = "", finished_at: float | None = None,
+) -> int:
+    """Write one audit row; return its id."""
+    row = ScriptRun(
+        who=_clean(who, 200), host=_clean(host, 300), script=_clean(script, 300),
+        args=[a[:_MAX_ARG_STORED] for a in list(args)[:_MAX_ARGS_STORED]],
+        started_at=started_at, finished_at=finished_at if finished_at is not None else now(),
+        exit_status=exit_status, status=status, output=_clean(output, EXCERPT),
+        error=_clean(error, EXCERPT),
+    )
+    with store.session() as s:
+        s.add(row)
+        s.flush()
+        return row.id
+
+
+def history(store: Store, limit: int = 100) -> list[ScriptRun]:
+    """The latest audit rows, newest first."""
+    with store.session() as s:
+        return list(s.scalars(select(ScriptRun).order_by(ScriptRun.id.desc()).limit(limit)))
+
+
+async def run_audited(
+    store: Store, catalog: ScriptCatalog, *, who: str, host: str, address: str, port: int,
+    script: str, args: list[str] | tuple[str, ...], user: str, key_file: Path | str,
+    known_hosts: Path | str, timeout: float, max_output: int = DEFAULT_MAX_OUTPUT,
+) -> tuple[ScriptResult, int]:
+    """Validate, run, journal: the result and its audit row id.
+
+    Raises what validation or the connection raised, after journalling it: ``UsageError``
+    (refused: bad name, arguments, script) and ``OperationRefused``/``AuthenticationFailed``
+    are ``refused``; anything else (unreachable host) is ``failed``.
+    """
+    started = now()
+
+    def journal(status: str, error: str, exit_status: int | None = None,
+                output: str = "") -> int:
+        return record(store, who=who, host=host, script=script, args=args,
+                      started_at=started, status=status, exit_status=exit_status,
+                      output=output, error=error)
+
+    try:
+        prepared, checked = catalog.prepare(script, args)
+        result = await run_script(host, address, port, prepared, checked, user=user,
+                                  key_file=key_file, known_hosts=known_hosts,
+                                  timeout=timeout, max_output=max_output)
+    except (UsageError, OperationRefused, AuthenticationFailed) as exc:
+        journal(SCRIPT_REFUSED, str(exc))
+        raise
+    except PoolwardenError as exc:
+        journal(SCRIPT_FAILED, str(exc))
+        raise
+    output = result.stdout + (f"\n--- stderr ---\n{result.stderr}" if result.stderr else "")
+    run_id = journal(result.status, "timed out" if result.timed_out else "",
+                     result.exit_status, output)
+    return result, run_id

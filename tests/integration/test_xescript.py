@@ -1,0 +1,252 @@
+"""XESCRIPT against a real OpenSSH server on loopback (started per test module).
+
+The server has its own throwaway host key and accepts one throwaway client key for root;
+the client trusts the host key through a known_hosts file, as in production.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from poolwarden.errors import AuthenticationFailed, OperationRefused, UsageError
+from poolwarden.scripts.audit import run_audited
+from poolwarden.scripts.catalog import ScriptCatalog
+from poolwarden.scripts.runner import ScriptResult
+from poolwarden.store.db import Store
+from poolwarden.store.models import ScriptRun
+
+SSHD = "/usr/sbin/sshd"
+pytestmark = pytest.mark.skipif(
+    not (os.path.exists(SSHD) and shutil.which("ssh-keygen") and os.geteuid() == 0),
+    reason="needs OpenSSH server, ssh-keygen and root")
+
+SCRIPTS = {
+    "echo-args": "#!/bin/sh\n# poolwarden-args: A:re([a-z0-9-]{1,32}) N:int[1-100] "
+                 "M:enum(on|off)\nprintf '%s|' \"$@\"\necho\nprintf 'to-stderr\\n' >&2\n",
+    "fail": "#!/bin/sh\n# poolwarden-args: CODE:int[0-255]\necho failing\nexit \"$1\"\n",
+    "sleepy": "#!/bin/sh\n# poolwarden-args: SECONDS:int[1-60]\nsleep \"$1\"\necho woke\n",
+    "noisy": "#!/bin/sh\n# poolwarden-args: N:int[1-1000000]\nhead -c \"$1\" /dev/zero "
+             "| tr '\\0' x\n",
+    "uuid": "#!/bin/sh\n# poolwarden-args: HOST_UUID:uuid\necho \"$1\"\n",
+    "free": "#!/bin/sh\n# poolwarden-args: ANY:re(.*)\necho \"$1\"\n",
+}
+
+
+@dataclass
+class Sshd:
+    port: int
+    key_file: Path
+    known_hosts: Path
+    other_known_hosts: Path
+    scripts: Path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _keygen(path: Path) -> None:
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)],
+                   check=True)
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
+    tmp = tmp_path_factory.mktemp("sshd")
+    host_key, client_key, other_key = tmp / "host_key", tmp / "client_key", tmp / "other_key"
+    for k in (host_key, client_key, other_key):
+        _keygen(k)
+    auth = tmp / "authorized_keys"
+    auth.write_text((tmp / "client_key.pub").read_text())
+    port = _free_port()
+    cfg = tmp / "sshd_config"
+    cfg.write_text("\n".join([
+        f"Port {port}", "ListenAddress 127.0.0.1", f"HostKey {host_key}",
+        f"AuthorizedKeysFile {auth}", "PasswordAuthentication no",
+        "KbdInteractiveAuthentication no", "StrictModes no", f"PidFile {tmp / 'sshd.pid'}",
+        "UsePAM no", "PermitRootLogin prohibit-password", ""]))
+    Path("/run/sshd").mkdir(exist_ok=True)
+    host_pub = (tmp / "host_key.pub").read_text().split()
+    known = tmp / "known_hosts"
+    known.write_text(f"[127.0.0.1]:{port} {host_pub[0]} {host_pub[1]}\n")
+    other_pub = (tmp / "other_key.pub").read_text().split()
+    other_known = tmp / "other_known_hosts"
+    other_known.write_text(f"[127.0.0.1]:{port} {other_pub[0]} {other_pub[1]}\n")
+    scripts = tmp / "scripts"
+    scripts.mkdir()
+    for name, body in SCRIPTS.items():
+        (scripts / name).write_text(body)
+        (scripts / name).chmod(0o755)
+    (tmp / "outside").write_text("#!/bin/sh\necho outside\n")
+    (tmp / "outside").chmod(0o755)
+    (scripts / "escape").symlink_to(tmp / "outside")
+    proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(cfg)], stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError as exc:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                log = proc.stderr.read() if proc.stderr else b""
+                raise RuntimeError(f"sshd did not start: {log!r}") from exc
+            time.sleep(0.05)
+    yield Sshd(port, client_key, known, other_known, scripts)
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Store]:
+    s = Store.open(f"sqlite:///{tmp_path / 'audit.db'}")
+    yield s
+    s.close()
+
+
+def _run(db: Store, sshd: Sshd, script: str, args: list[str], *, timeout: float = 20,
+         max_output: int = 65536, known_hosts: Path | None = None) -> ScriptResult:
+    result, _ = asyncio.run(run_audited(
+        db, ScriptCatalog(sshd.scripts), who="test", host="xs1", address="127.0.0.1",
+        port=sshd.port, script=script, args=args, user="root", key_file=sshd.key_file,
+        known_hosts=known_hosts or sshd.known_hosts, timeout=timeout,
+        max_output=max_output))
+    return result
+
+
+def _rows(db: Store) -> list[ScriptRun]:
+    with db.session() as s:
+        return list(s.scalars(select(ScriptRun).order_by(ScriptRun.id)))
+
+
+def test_echo_args_runs(db: Store, sshd: Sshd) -> None:
+    result = _run(db, sshd, "echo-args", ["web-1", "7", "on"])
+    assert result.ok
+    assert result.exit_status == 0
+    assert result.stdout == "web-1|7|on|\n"
+    assert result.stderr == "to-stderr\n"
+    [row] = _rows(db)
+    assert (row.status, row.exit_status, row.args, row.who) == ("ok", 0, ["web-1", "7", "on"],
+                                                                 "test")
+    assert "web-1|7|on|" in row.output
+
+
+def test_failing_exit_status(db: Store, sshd: Sshd) -> None:
+    result = _run(db, sshd, "fail", ["3"])
+    assert not result.ok
+    assert result.exit_status == 3
+    assert result.stdout == "failing\n"
+    assert _rows(db)[0].status == "failed"
+
+
+def test_timeout(db: Store, sshd: Sshd) -> None:
+    t0 = time.monotonic()
+    result = _run(db, sshd, "sleepy", ["30"], timeout=1)
+    assert result.timed_out
+    assert not result.ok
+    assert result.status == "timeout"
+    assert time.monotonic() - t0 < 10
+    assert _rows(db)[0].status == "timeout"
+
+
+def test_output_truncated(db: Store, sshd: Sshd) -> None:
+    result = _run(db, sshd, "noisy", ["100000"], max_output=1000)
+    assert result.ok
+    assert result.stdout_truncated
+    assert not result.stderr_truncated
+    assert result.stdout == "x" * 1000
+
+
+def test_free_pattern_still_quoted(db: Store, sshd: Sshd) -> None:
+    """A permissive pattern lets metacharacters through; quoting keeps them inert."""
+    value = "a; touch /tmp/pwned-xescript $(id) `id` 'q' \"d\" | &"
+    result = _run(db, sshd, "free", [value])
+    assert result.stdout == value + "\n"
+    assert not Path("/tmp/pwned-xescript").exists()
+
+
+@pytest.mark.parametrize(("script", "args", "fragment"), [
+    ("echo-args", ["a;reboot", "1", "on"], "argument A"),
+    ("echo-args", ["$(reboot)", "1", "on"], "argument A"),
+    ("echo-args", ["`reboot`", "1", "on"], "argument A"),
+    ("echo-args", ["a\nreboot", "1", "on"], "control characters"),
+    ("echo-args", ["a", "1;reboot", "on"], "argument N"),
+    ("echo-args", ["a", "0", "on"], "outside"),
+    ("echo-args", ["a", "1", "maybe"], "argument M"),
+    ("echo-args", ["a" * 300, "1", "on"], "too long"),
+    ("echo-args", ["a", "1"], "takes 3 argument"),
+    ("echo-args", ["a", "1", "on", "extra"], "takes 3 argument"),
+    ("uuid", ["not-a-uuid"], "argument HOST_UUID"),
+    ("../x", [], "invalid script name"),
+    ("/etc/passwd", [], "invalid script name"),
+    ("nope", [], "unknown script"),
+    ("escape", [], "outside the scripts directory"),
+])
+def test_hostile_inputs_refused_and_audited(db: Store, sshd: Sshd, script: str,
+                                            args: list[str], fragment: str) -> None:
+    with pytest.raises(UsageError, match=fragment):
+        _run(db, sshd, script, args)
+    [row] = _rows(db)
+    assert row.status == "refused"
+    assert fragment in row.error
+    assert row.script == script
+    assert row.args == [a[:512] for a in args]
+
+
+def test_wrong_host_key_refused(db: Store, sshd: Sshd) -> None:
+    with pytest.raises(OperationRefused, match="host key not trusted"):
+        _run(db, sshd, "fail", ["0"], known_hosts=sshd.other_known_hosts)
+    assert _rows(db)[0].status == "refused"
+
+
+def test_wrong_client_key_refused(db: Store, sshd: Sshd, tmp_path: Path) -> None:
+    _keygen(tmp_path / "stranger")
+    with pytest.raises(AuthenticationFailed):
+        asyncio.run(run_audited(
+            db, ScriptCatalog(sshd.scripts), who="t", host="xs1", address="127.0.0.1",
+            port=sshd.port, script="fail", args=["0"], user="root",
+            key_file=tmp_path / "stranger", known_hosts=sshd.known_hosts, timeout=10))
+    assert _rows(db)[0].status == "refused"
+
+
+def _cli(sshd: Sshd, tmp_path: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "poolwarden", "xescript", *argv, "--address", "127.0.0.1",
+           "--port", str(sshd.port), "--scripts-dir", str(sshd.scripts),
+           "--key-file", str(sshd.key_file), "--known-hosts", str(sshd.known_hosts),
+           "--timeout", "20", "--store", f"sqlite:///{tmp_path / 'cli.db'}", "--json"]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_cli_json(sshd: Sshd, tmp_path: Path) -> None:
+    ok = _cli(sshd, tmp_path, "xs1", "echo-args", "web-1", "7", "off")
+    assert ok.returncode == 0, ok.stderr
+    doc = json.loads(ok.stdout)
+    assert doc["stdout"] == "web-1|7|off|\n"
+    assert doc["exit_status"] == 0
+    assert doc["audit_id"]
+    failed = _cli(sshd, tmp_path, "xs1", "fail", "4")
+    assert failed.returncode == 1
+    assert json.loads(failed.stdout)["exit_status"] == 4
+    refused = _cli(sshd, tmp_path, "xs1", "echo-args", "a;b", "1", "on")
+    assert refused.returncode == 2
+    assert "argument A" in json.loads(refused.stdout)["error"]["message"]
+    store = Store.open(f"sqlite:///{tmp_path / 'cli.db'}")
+    try:
+        assert [r.status for r in _rows(store)] == ["ok", "failed", "refused"]
+    finally:
+        store.close()
