@@ -7,11 +7,15 @@ dies is one UNKNOWN problem for its host, not one per sensor. Readings land in t
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -40,7 +44,7 @@ def lab() -> Iterator[Lab]:
         yield running
 
 
-def write_config(path: Path, lab: Lab, db: Path) -> None:
+def write_config(path: Path, lab: Lab, db: Path, listen: str = "127.0.0.1:0") -> None:
     hosts = []
     for name, endpoint in lab.summary()["snmp"].items():
         address, port = endpoint.rsplit(":", 1)
@@ -49,6 +53,7 @@ def write_config(path: Path, lab: Lab, db: Path) -> None:
                      f"retries: 0}}}}}}")
     path.write_text("\n".join([
         f'store: {{url: "sqlite:///{db}"}}',
+        f'api: {{listen: "{listen}"}}',
         "monitoring: {snmp_interval: 400ms, retry_interval: 200ms, max_attempts: 2}",
         "pools:",
         "  - name: svc-pool",
@@ -147,9 +152,10 @@ def test_run_dry_run_plans_and_journals_but_changes_no_pool(lab: Lab, tmp_path: 
         wait_until(lambda: samples.history("xs1", CPU, since=0))
         lab.bmc["xs1"].set_sensor("temperature", "CPU1 Temp", 101.0)
         journal = RemediationJournal(store)
-        [rec] = wait_until(lambda: journal.recent(limit=5))
+        # The journal says "planned", then "dry_run" once the plan is reported.
+        [rec] = wait_until(lambda: [r for r in journal.recent(limit=5)
+                                    if r.status == "dry_run"])
         assert rec.dry_run
-        assert rec.status == "dry_run"
         assert rec.host_name == "xs1"
         time.sleep(1.0)  # a few more polls: still nothing done to the pool
         assert lab.master_name == "xs1"
@@ -160,3 +166,63 @@ def test_run_dry_run_plans_and_journals_but_changes_no_pool(lab: Lab, tmp_path: 
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def test_run_serves_the_api_with_tokens(lab: Lab, tmp_path: Path) -> None:
+    db, cfg = tmp_path / "pw.db", tmp_path / "poolwarden.yaml"
+    port = free_port()
+    write_config(cfg, lab, db, listen=f"127.0.0.1:{port}")
+    proc = subprocess.Popen([sys.executable, "-m", "poolwarden", "run", "--config", str(cfg)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: _get(f"{base}/healthz")[0] == 200)
+        made = subprocess.run(
+            [sys.executable, "-m", "poolwarden", "token", "create", "--role", "viewer",
+             "--name", "e2e", "--store", f"sqlite:///{db}", "--json"],
+            capture_output=True, text=True, timeout=60, check=True)
+        token = json.loads(made.stdout)["token"]
+        assert _get(f"{base}/api/v1/checks")[0] == 401
+        checks = wait_until(lambda: (r := _get(f"{base}/api/v1/checks", token))[0] == 200
+                            and len(r[1]) > 30 and r[1])
+        assert {c["host"] for c in checks} == {"xs1", "xs2", "xs3"}
+        status, metrics = _get(f"{base}/metrics", token, raw=True)
+        assert status == 200
+        assert 'poolwarden_sensor_value{host="xs1",check="snmp/temperature/CPU1 Temp"' in metrics
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+
+
+def test_run_refuses_a_taken_api_port(lab: Lab, tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        cfg = tmp_path / "poolwarden.yaml"
+        write_config(cfg, lab, tmp_path / "pw.db", listen=f"127.0.0.1:{port}")
+        r = subprocess.run([sys.executable, "-m", "poolwarden", "run", "--config", str(cfg)],
+                           capture_output=True, text=True, timeout=60, check=False)
+    assert r.returncode == 2
+    assert "api.listen" in r.stderr
+
+
+def _get(url: str, token: str | None = None, raw: bool = False) -> tuple[int, Any]:
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"}
+                                 if token else {})
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            body = resp.read().decode()
+            return resp.status, body if raw else json.loads(body)
+    except urllib.error.HTTPError as exc:
+        return exc.code, None
+    except OSError:
+        return 0, None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -30,6 +31,8 @@ def run_command(
     from poolwarden.store.db import Store
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
+    from poolwarden.api.serve import bind
+
     with errors_to_exit(False):
         cfg = load_config(config)
         if dry_run:
@@ -37,19 +40,29 @@ def run_command(
                 "remediation": cfg.remediation.model_copy(update={"dry_run": True})})
         store = Store.open(cfg.store.url)
         monitor = Monitor(cfg, store)
+        sock = bind(cfg.api.listen)
     try:
-        asyncio.run(_serve(monitor))
+        asyncio.run(_serve(monitor, sock))
     finally:
+        sock.close()
         store.close()
     raise typer.Exit(EXIT_OK)
 
 
-async def _serve(monitor: Monitor) -> None:
+async def _serve(monitor: Monitor, sock: socket.socket) -> None:
+    from poolwarden.api.app import create_app
+    from poolwarden.api.serve import serve_api
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    api = asyncio.create_task(serve_api(create_app(monitor, monitor.store), sock, stop))
+    host, port = sock.getsockname()[:2]
+    logging.getLogger("poolwarden").info("API and /metrics on http://%s:%d", host, port)
     await monitor.run(stop)
+    stop.set()
+    await api
     s = monitor.stats
     logging.getLogger("poolwarden").info(
         "stopped: %d results, %d state changes, %d incidents opened, %d resolved",
