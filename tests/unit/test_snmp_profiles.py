@@ -24,7 +24,7 @@ from poolwarden.collect.profile import (
 from poolwarden.collect.sensors import describe, sensor_result
 from poolwarden.collect.snmp import SYS_OBJECT_ID, SnmpTarget, SnmpValue, parse_endpoint
 from poolwarden.errors import ConfigError, UsageError
-from poolwarden.lab.bmc import RECORDINGS, read_recording, recorded_values
+from poolwarden.lab.snmprec import RECORDINGS, read_recording, recorded_values
 from poolwarden.messages import State
 
 DELL = "1.3.6.1.4.1.674.10892.5.4."

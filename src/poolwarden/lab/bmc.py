@@ -40,66 +40,20 @@ from poolwarden.collect.profile import (
 )
 from poolwarden.collect.snmp import SYS_OBJECT_ID, SnmpTarget, SnmpValue
 from poolwarden.errors import ConfigError, NotFound, OperationRefused, TransientError
+from poolwarden.lab.snmprec import (
+    INT_TAGS,
+    TYPES,
+    override_line,
+    read_recording,
+    recording_path,
+)
 
 log = logging.getLogger(__name__)
-RECORDINGS = Path(__file__).resolve().parent / "data" / "snmp"
-#: snmprec tag → (override type, snmpset type letter or None when SET is not possible)
-_TYPES = {
-    "2": ("integer", "i"), "4": ("octet_str", "x"), "4x": ("octet_str", "x"),
-    "6": ("object_id", "o"), "65": ("counter", None), "66": ("unsigned", "u"),
-    "67": ("timeticks", "t"),
-}
-_INT_TAGS = {"2", "65", "66", "67", "70"}
+__all__ = ["BmcAgent", "V3User", "start_agents", "stop_agents"]
 _MODULES = "override,vacm_conf,usmUser,usmConf"
 _START_TIMEOUT = 10.0
 if TYPE_CHECKING:
     _Finalizer = weakref.finalize[[subprocess.Popen[bytes], Path | None], "BmcAgent"]
-
-
-@dataclass(frozen=True, slots=True)
-class Recorded:
-    """One snmprec line: ``OID|tag|text``."""
-
-    tag: str
-    text: str
-
-    @property
-    def value(self) -> SnmpValue:
-        """As gufo-snmp would return it from a live agent."""
-        if self.tag in _INT_TAGS:
-            return int(self.text)
-        if self.tag == "4x":
-            return bytes.fromhex(self.text)
-        if self.tag == "4":
-            return self.text.encode()
-        return self.text
-
-
-def recording_path(name: str | Path) -> Path:
-    """A file in lab/data/snmp by name, or any path."""
-    path = Path(name)
-    if not path.is_file() and (RECORDINGS / path.name).is_file():
-        path = RECORDINGS / path.name
-    if not path.is_file():
-        raise ConfigError(f"no SNMP recording {str(name)!r} (looked in {RECORDINGS})")
-    return path
-
-
-def read_recording(name: str | Path) -> dict[str, Recorded]:
-    """Parse an snmprec file: OID → Recorded, in file order."""
-    path = recording_path(name)
-    out: dict[str, Recorded] = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        oid, tag, text = [*line.split("|", 2), "", ""][:3]
-        if not oid or not tag:
-            raise ConfigError("not an OID|tag|value line", file=str(path), line=number)
-        out[oid.lstrip(".")] = Recorded(tag, text)
-    return out
-
-
-def recorded_values(name: str | Path) -> dict[str, SnmpValue]:
-    """A recording as the {oid: value} a full walk of the live device would give."""
-    return {oid: rec.value for oid, rec in read_recording(name).items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,17 +72,6 @@ class V3User:
                 raise ConfigError(f"v3 user {self.name!r}: no spaces, quotes or '#'")
         if min(len(self.auth_key), len(self.priv_key)) < 8:
             raise ConfigError(f"v3 user {self.name!r}: keys need at least 8 characters")
-
-
-def _override(oid: str, rec: Recorded) -> str | None:
-    kind = _TYPES.get(rec.tag)
-    if kind is None:
-        return None
-    text = rec.text
-    if rec.tag in ("4", "4x"):
-        data = rec.text.encode() if rec.tag == "4" else bytes.fromhex(rec.text)
-        text = f"0x{data.hex()}" if data else '""'
-    return f"override -rw {oid} {kind[0]} {text}"
 
 
 def _reap(proc: subprocess.Popen[bytes], directory: Path | None = None) -> None:
@@ -167,7 +110,7 @@ class BmcAgent:
         self.recording = recording_path(recording)
         self._recorded = read_recording(self.recording)
         self.values = {oid: rec.value for oid, rec in self._recorded.items()
-                       if rec.tag in _TYPES}
+                       if rec.tag in TYPES}
         self.skipped = sorted(set(self._recorded) - set(self.values))
         self.v3_users = tuple(v3_users)
         self.profile = self._profile(profile)
@@ -236,7 +179,7 @@ class BmcAgent:
                          f"{user.priv_protocol} {user.priv_key}")
             lines.append(f"rouser {user.name} priv")
         lines += [line for oid, rec in self._recorded.items()
-                  if (line := _override(oid, rec)) is not None]
+                  if (line := override_line(oid, rec)) is not None]
         return "\n".join(lines) + "\n"
 
     def _env(self) -> dict[str, str]:
@@ -319,9 +262,9 @@ class BmcAgent:
         """SNMP SET (community ``private``) of a recorded OID, with its recorded type."""
         oid = oid.lstrip(".")
         rec = self._recorded.get(oid)
-        if rec is None or rec.tag not in _TYPES:
+        if rec is None or rec.tag not in TYPES:
             raise NotFound(f"bmc {self.name}: {oid} is not served by this agent")
-        letter = _TYPES[rec.tag][1]
+        letter = TYPES[rec.tag][1]
         if letter is None:
             raise OperationRefused(f"bmc {self.name}: cannot SET a tag-{rec.tag} value")
         new: SnmpValue
@@ -378,7 +321,7 @@ class BmcAgent:
             raise OperationRefused(f"bmc {self.name}: {kind} {name!r} has no settable reading")
         raw = value / (spec.scale if spec.scale is not None else 1.0)
         recorded = self._recorded[oid]
-        if recorded.tag in _INT_TAGS:
+        if recorded.tag in INT_TAGS:
             self.set(oid, round(raw))
         else:  # a reading kept as text ("32.000"): keep the recorded number of decimals
             decimals = len(recorded.text.partition(".")[2])
@@ -412,7 +355,7 @@ class BmcAgent:
         done = []
         for oid in oids:
             rec = self._recorded.get(oid)
-            if rec is None or oid not in self.values or _TYPES[rec.tag][1] is None:
+            if rec is None or oid not in self.values or TYPES[rec.tag][1] is None:
                 continue
             original = rec.value
             self.set(oid, original if isinstance(original, int | bytes) else str(original))
