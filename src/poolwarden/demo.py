@@ -17,6 +17,7 @@ The verdict compares the report with the pool read back through XenAPI afterward
 from __future__ import annotations
 
 import asyncio
+import signal
 import tempfile
 import time
 from collections.abc import Callable
@@ -55,6 +56,7 @@ class DemoResult:
     before: PoolSnapshot | None = None
     after: PoolSnapshot | None = None
     problems: list[str] = field(default_factory=list)
+    api: dict[str, str] | None = None  # with --serve: url and an admin token
 
 
 def demo_config(lab: Lab, layout: Layout, db: str, smtp: SmtpSink,
@@ -122,7 +124,12 @@ def _destructive(monitor: Monitor) -> int:
     return sum(h["action"] in DESTRUCTIVE for h in monitor.remediation.history)
 
 
-async def run_scenario(layout: Layout, say: Callable[[str], None]) -> DemoResult:
+async def run_scenario(layout: Layout, say: Callable[[str], None], *,
+                       serve: int | None = None,
+                       ready: Callable[[DemoResult], None] = lambda _r: None) -> DemoResult:
+    """Run the scenario; ``ready`` gets the result as soon as it is known. With ``serve``
+    (a port, 0 for any) the lab and the service keep running afterwards with the API on
+    127.0.0.1, until SIGINT/SIGTERM, so anyone can explore the result."""
     with tempfile.TemporaryDirectory(prefix="poolwarden-demo-") as tmp, Lab(layout) as lab, \
             SmtpSink() as smtp, WebhookSink() as hook:
         master = lab.master_name
@@ -168,21 +175,50 @@ async def run_scenario(layout: Layout, say: Callable[[str], None]) -> DemoResult
                     for m in smtp.received), "the PSU warning email")
                 result.psu_actions = _destructive(monitor) - actions
             await monitor.notifier.drain()
+            _collect(result, monitor, smtp, hook)
+            with XenAPIDriver(lab.urls[lab.master_name], *creds) as driver:
+                result.after = driver.snapshot()
+            result.problems = verify(result)
+            if serve is None:
+                ready(result)
+            else:
+                await _serve(result, monitor, store, serve, ready)
         finally:
             stop.set()
             await task
             store.close()
-        result.history = list(monitor.remediation.history)
-        result.notifications = [
-            {"receiver": r.receiver, "channel": r.scheme, "severity": r.severity,
-             "subject": r.subject, "status": r.status} for r in monitor.notifier.sent(200)]
-        result.mails = [{"to": ", ".join(m.to), "subject": m.subject} for m in smtp.received]
-        result.hooks = [{"title": h.payload.get("title"), "type": h.payload.get("type")}
-                        for h in hook.received]
-        with XenAPIDriver(lab.urls[lab.master_name], *creds) as driver:
-            result.after = driver.snapshot()
-        result.problems = verify(result)
         return result
+
+
+def _collect(result: DemoResult, monitor: Monitor, smtp: SmtpSink, hook: WebhookSink) -> None:
+    result.history = list(monitor.remediation.history)
+    result.notifications = [
+        {"receiver": r.receiver, "channel": r.scheme, "severity": r.severity,
+         "subject": r.subject, "status": r.status} for r in monitor.notifier.sent(200)]
+    result.mails = [{"to": ", ".join(m.to), "subject": m.subject} for m in smtp.received]
+    result.hooks = [{"title": h.payload.get("title"), "type": h.payload.get("type")}
+                    for h in hook.received]
+
+
+async def _serve(result: DemoResult, monitor: Monitor, store: Store, port: int,
+                 ready: Callable[[DemoResult], None]) -> None:
+    """Keep the demo's API up (an admin token made for it) until SIGINT/SIGTERM."""
+    from poolwarden.api.app import create_app
+    from poolwarden.api.auth import create_token
+    from poolwarden.api.serve import bind, serve_api
+
+    sock = bind(f"127.0.0.1:{port}")
+    try:
+        token = create_token(store, "admin", "demo")
+        result.api = {"url": f"http://127.0.0.1:{sock.getsockname()[1]}", "token": token}
+        ready(result)
+        done = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, done.set)
+        await serve_api(create_app(monitor, store), sock, done)
+    finally:
+        sock.close()
 
 
 def verify(r: DemoResult) -> list[str]:
@@ -226,4 +262,5 @@ def summary(r: DemoResult) -> dict[str, Any]:
         "notifications": r.notifications, "mails": r.mails, "webhooks": r.hooks,
         "psu_host": r.psu_host, "psu_actions": r.psu_actions,
         "verified": not r.problems, "problems": r.problems,
+        **({"api": r.api} if r.api else {}),
     }

@@ -67,3 +67,37 @@ def test_a_site_that_cannot_absorb_the_host_gets_a_person_not_an_action(
     pages = [n for n in doc["notifications"]
              if n["receiver"] == "oncall" and n["channel"] == "json"]
     assert any("cannot be evacuated" in n["subject"] for n in pages), pages
+
+
+def test_demo_serve_keeps_the_api_up_with_an_admin_token() -> None:
+    import signal
+    import urllib.request
+
+    proc = subprocess.Popen([sys.executable, "-m", "poolwarden", "demo", "--json",
+                             "--serve", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        assert proc.stdout is not None
+        lines = []
+        for line in proc.stdout:  # one JSON document, then the process keeps serving
+            lines.append(line)
+            if line == "}\n":
+                break
+        doc = json.loads("".join(lines))
+        assert doc["verified"] is True
+        api = doc["api"]
+        assert api["url"].startswith("http://127.0.0.1:")
+        req = urllib.request.Request(f"{api['url']}/api/v1/incidents",
+                                     headers={"Authorization": f"Bearer {api['token']}"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            incidents = json.loads(resp.read())
+        assert any(i["check"] == "snmp/temperature/CPU1 Temp" and i["host"] == doc["host"]
+                   for i in incidents)
+        req = urllib.request.Request(f"{api['url']}/api/v1/remediations",
+                                     headers={"Authorization": f"Bearer {api['token']}"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            assert json.loads(resp.read())[0]["status"] == "done"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err[-2000:]

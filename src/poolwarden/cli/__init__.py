@@ -163,12 +163,15 @@ def demo(
     as_json: JsonOpt = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show the service's log.")]
     = False,
+    serve: Annotated[int | None, typer.Option(
+        "--serve", help="Keep the lab, the service and its API (127.0.0.1:PORT; 0: any "
+        "free port) running after the scenario, until Ctrl-C.")] = None,
 ) -> None:
     """The overheating-host scenario on the lab: detect, hand over, evacuate, notify."""
     from poolwarden.cli.demo import run_demo
 
     with errors_to_exit(as_json):
-        code = run_demo(layout, as_json, verbose)
+        code = run_demo(layout, as_json, verbose, serve)
     raise typer.Exit(code)
 
 

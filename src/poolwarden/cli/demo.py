@@ -26,16 +26,24 @@ def _ts(t: float | None) -> str:
     return datetime.fromtimestamp(t, UTC).strftime("%H:%M:%S.%f")[:-3] if t else "-"
 
 
-def run_demo(layout_path: Path | None, as_json: bool, verbose: bool = False) -> int:
+def run_demo(layout_path: Path | None, as_json: bool, verbose: bool = False,
+             serve: int | None = None) -> int:
     logging.basicConfig(level=logging.INFO if verbose else logging.ERROR,
                         format="%(asctime)s %(levelname)s %(message)s")
     site = load_layout(layout_path or default_layout())
     console = err if as_json else out
-    result = asyncio.run(run_scenario(site, lambda s: console.print(f"• {s}")))
-    if as_json:
-        emit_json(summary(result))
-    else:
-        render(out, result)
+
+    def ready(result: DemoResult) -> None:
+        if as_json:
+            emit_json(summary(result))
+        else:
+            render(out, result)
+            if result.api:
+                out.print(f"\nAPI: {result.api['url']}  (admin token: {result.api['token']})"
+                          "\nCtrl-C stops the lab and the service.")
+
+    result = asyncio.run(run_scenario(site, lambda s: console.print(f"• {s}"), serve=serve,
+                                      ready=ready))
     return EXIT_OK if not result.problems else EXIT_FAILED
 
 
