@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test lint typecheck unit integration e2e bench clean
+.PHONY: setup system-deps demo test lint typecheck unit integration e2e bench clean
 
 # The virtualenv is rebuilt whenever pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -15,7 +15,12 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-demo: $(STAMP)
+# Debian packages the lab and the tests need (snmpd for the BMC agents, …); installed
+# when missing and we are root, otherwise the exact apt-get command is printed.
+system-deps:
+	@tools/system-deps.sh
+
+demo: system-deps $(STAMP)
 	$(BIN)/poolwarden demo
 
 lint: $(STAMP)
@@ -24,7 +29,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: lint typecheck
+test: system-deps lint typecheck
 	$(BIN)/pytest -q
 
 unit: $(STAMP)
