@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -86,6 +86,17 @@ def message(key: str = "remediation-7", severity: str = "critical") -> Message:
                    ts=NOON)
 
 
+def stepper(notifier: Notifier, clock: Clock) -> Callable[..., Awaitable[None]]:
+    """``await at(t, *alerts)``: move the clock to NOON + t, submit, tick, deliver."""
+
+    async def at(t: float, *alerts: Alert) -> None:
+        clock.now = NOON + t
+        await notifier.submit(list(alerts))
+        await settle(notifier)
+
+    return at
+
+
 async def settle(*notifiers: Notifier) -> None:
     """One service tick on every notifier (concurrently), then wait for the deliveries."""
     await asyncio.gather(*(n.tick() for n in notifiers))
@@ -157,10 +168,7 @@ def test_resolved_and_escalation_messages(mail: SmtpSink, pager: WebhookSink,
     clock = Clock()
     notifier = Notifier(make_config(mail, pager), sqlite_store, clock=clock)
 
-    async def at(t: float, *alerts: Alert) -> None:
-        clock.now = NOON + t
-        await notifier.submit(list(alerts))
-        await settle(notifier)
+    at = stepper(notifier, clock)
 
     async def scenario() -> None:
         await at(0, alert("psu", "critical"))
@@ -372,10 +380,7 @@ def test_the_same_alert_firing_again_after_resolved_is_news(
     clock = Clock()
     notifier = Notifier(make_config(mail, pager), sqlite_store, clock=clock)
 
-    async def at(t: float, *alerts: Alert) -> None:
-        clock.now = NOON + t
-        await notifier.submit(list(alerts))
-        await settle(notifier)
+    at = stepper(notifier, clock)
 
     async def scenario() -> None:
         await at(0, alert("psu", "critical"))
