@@ -16,6 +16,7 @@ import psycopg
 import pytest
 
 from poolwarden.store.db import Store
+from sshd_server import Sshd, start_sshd
 
 PG_ADMIN = os.environ.get("POOLWARDEN_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -52,3 +53,10 @@ def store(store_url: str) -> Iterator[Store]:
     s = Store.open(store_url)
     yield s
     s.close()
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
+    """A real sshd on loopback (per test module) with the test scripts directory."""
+    with start_sshd(tmp_path_factory.mktemp("sshd")) as server:
+        yield server

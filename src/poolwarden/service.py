@@ -16,6 +16,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from pydantic import SecretStr
 
@@ -31,6 +32,7 @@ from poolwarden.evaluate.rules import MatchContext, RuleConfig, match, problem_k
 from poolwarden.evaluate.state import CheckConfig as EngineCheckConfig
 from poolwarden.evaluate.state import StateEngine
 from poolwarden.hypervisor.base import PoolDriver
+from poolwarden.hypervisor.cache import PoolCache
 from poolwarden.incidents.manager import IncidentManager
 from poolwarden.incidents.model import dedup_key
 from poolwarden.incidents.retention import archive
@@ -143,16 +145,21 @@ class Monitor:
         self.notifier = notifier or Notifier(config.notify, store)
         pools = host_pools(config.pools)
         self.alerts = AlertBuilder(config.rules, pools)
+        self.driver_for = driver_for or xapi_driver_for(config.pools)
+        #: the last known state of each pool that poolwarden can read, for people
+        self.pools = PoolCache([p.name for p in config.pools if p.xapi or p.xe_ssh],
+                               self.driver_for)
         self.remediation = RemediationEngine(
             config.remediation, config.rules, store,
-            driver_for=driver_for or xapi_driver_for(config.pools), incidents=self.incidents,
-            send=self.notifier.send, pools=pools, settings=executor)
+            driver_for=self.driver_for, incidents=self.incidents,
+            send=self.notifier.send, pools=pools, settings=executor,
+            on_finished=self._remediation_finished)
         self.bus.subscribe(RESULTS, self._evaluate, name="evaluate")
         self.bus.subscribe(CHANGES, self._record, name="incidents")
         self.stats = MonitorStats()
         self._checks_of: dict[str, set[str]] = {}
         self._last: dict[tuple[str, str], CheckResult] = {}
-        self._ticks: set[asyncio.Future[None]] = set()
+        self._ticks: set[asyncio.Future[Any]] = set()
         self._build_jobs()
 
     # -- configuration -> jobs ------------------------------------------------------------
@@ -176,7 +183,13 @@ class Monitor:
         self.scheduler.add(Job("notify/tick", 1.0, self.notifier.tick))
         self.scheduler.add(Job("notify/acks", ACK_SYNC_EVERY, self._sync_acks))
         self.scheduler.add(Job("remediate/tick", 2.0, self.remediation.tick, timeout=60.0))
-        log.info("monitoring %d jobs (concurrency %d)", len(self.scheduler) - 7, m.concurrency)
+        fixed = 7
+        if self.pools.names():
+            fixed += 1
+            self.scheduler.add(Job("pools/refresh", m.pool_interval, self._refresh_pools,
+                                   timeout=300.0))
+        log.info("monitoring %d jobs (concurrency %d)", len(self.scheduler) - fixed,
+                 m.concurrency)
 
     def _add_bmc(self, host: HostConfig, bmc: BmcConfig) -> None:
         interval = bmc.interval or self.config.monitoring.snmp_interval
@@ -274,6 +287,16 @@ class Monitor:
         self._ticks.add(task)
         task.add_done_callback(self._ticks.discard)
 
+    async def _refresh_pools(self) -> None:
+        await asyncio.to_thread(self.pools.refresh_all)
+
+    def _remediation_finished(self, pool: str) -> None:
+        """A remediation changed a pool: the pool page must show it now, not in 30 s."""
+        if self.pools.get(pool) is not None:
+            task = asyncio.ensure_future(asyncio.to_thread(self.pools.refresh, pool))
+            self._ticks.add(task)
+            task.add_done_callback(self._ticks.discard)
+
     async def _flush_samples(self) -> None:
         await asyncio.to_thread(self.samples.flush)
 
@@ -320,8 +343,11 @@ class Monitor:
             await self.notifier.aclose()
             await asyncio.to_thread(self.samples.flush)
 
-    def checks(self) -> list[tuple[str, str]]:
-        """Every (host, check) seen so far: what the API and the dashboard list."""
+    def checks(self, host: str | None = None) -> list[tuple[str, str]]:
+        """Every (host, check) seen so far (of ``host`` only, if given): what the API and
+        the dashboard list."""
+        if host is not None:
+            return [(host, c) for c in list(self._checks_of.get(host, ()))]
         return [(h, c) for h, cs in list(self._checks_of.items()) for c in list(cs)]
 
     def last_result(self, host: str, check: str) -> CheckResult | None:

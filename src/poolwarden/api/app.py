@@ -16,7 +16,7 @@ import math
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import Depends, FastAPI, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, status
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
@@ -30,15 +30,17 @@ from poolwarden.api.auth import (
     require,
     token_id,
 )
+from poolwarden.api.context import ApiContext
+from poolwarden.config.models import Config
 from poolwarden.errors import NotFound, OperationRefused, PoolwardenError, UsageError
 from poolwarden.incidents.manager import IncidentManager
 from poolwarden.messages import State
-from poolwarden.store.db import Store, now
-from poolwarden.store.journal import RemediationJournal, RemediationRecord
+from poolwarden.operate.ops import Operations, check_json, remediation_json
+from poolwarden.store.db import Store
+from poolwarden.store.journal import RemediationJournal
 from poolwarden.store.models import Notification, Remediation
 
 if TYPE_CHECKING:
-    from poolwarden.evaluate.state import CheckStatus
     from poolwarden.service import Monitor
 
 Viewer = Annotated[Principal, Depends(require("viewer"))]
@@ -77,31 +79,6 @@ def _error_response(_request: Request, exc: Exception) -> JSONResponse:
                 if getattr(exc, "retryable", False) else status.HTTP_500_INTERNAL_SERVER_ERROR)
     return JSONResponse({"error": {"type": type(exc).__name__, "message": str(exc)}},
                         status_code=code)
-
-
-def check_statuses(monitor: Monitor) -> list[CheckStatus]:
-    """The current state of every check the monitor has seen, problems first (worst
-    state, then hard before soft), then by host and check."""
-    found = [st for host, check in monitor.checks()
-             if (st := monitor.engine.status(host, check)) is not None]
-    found.sort(key=lambda st: (-st.state.severity, st.state_type != "HARD", st.host,
-                               st.check))
-    return found
-
-
-def _check_json(st: CheckStatus) -> dict[str, Any]:
-    return {"host": st.host, "check": st.check, "state": st.state.name,
-            "state_type": str(st.state_type), "attempt": st.attempt,
-            "max_attempts": st.max_attempts, "flapping": st.flapping,
-            "unreachable": st.unreachable, "last_check": st.last_check,
-            "last_change": st.last_change}
-
-
-def _remediation_json(r: RemediationRecord) -> dict[str, Any]:
-    return {"id": r.id, "pool": r.pool, "host": r.host_name, "host_ref": r.host,
-            "goal": r.goal, "status": r.status, "dry_run": r.dry_run, "error": r.error,
-            "created_at": r.created_at, "finished_at": r.finished_at,
-            "plan": r.plan.to_json(), "steps": [s.to_json() for s in r.steps]}
 
 
 # --- /metrics ------------------------------------------------------------------------------
@@ -173,20 +150,40 @@ def metrics_text(monitor: Monitor | None, store: Store,
 # --- the application -----------------------------------------------------------------------
 
 
-def create_app(monitor: Monitor | None, store: Store, *,
+def create_app(monitor: Monitor | None, store: Store, *, config: Config | None = None,
+               ops: Operations | None = None,
                limiter: FailureLimiter | None = None) -> FastAPI:
     """The API over ``store`` (and ``monitor``'s live state when given).
 
-    ``limiter`` replaces the default 10 failed authentications per minute per address.
+    ``config`` defaults to the monitor's (else an empty one); ``ops`` to operations over
+    both. ``limiter`` replaces the default 10 failed authentications per minute per
+    address (it also limits failed dashboard logins).
     """
     app = FastAPI(title="poolwarden", version="1", openapi_url=None, docs_url=None,
                   redoc_url=None)
+    cfg = config or (monitor.config if monitor is not None else Config())
+    ops = ops or Operations(cfg, store, monitor=monitor)
+    app.state.ctx = ApiContext(store, cfg, ops, monitor)
     app.state.auth = AuthState(store, limiter or FailureLimiter())
-    incidents = monitor.incidents if monitor is not None else IncidentManager(store)
+    incidents = ops.incidents
     for cls, _code in ERROR_STATUS:
         app.add_exception_handler(cls, _error_response)
     app.add_exception_handler(PoolwardenError, _error_response)
+    _core_routes(app, monitor, store, incidents, ops)
+    for router in _routers():
+        app.include_router(router)
+    return app
 
+
+def _routers() -> list[APIRouter]:
+    """The route modules beside the core REST routes below."""
+    from poolwarden.api import pools, scripts, slack, web
+
+    return [pools.router, scripts.router, slack.router, web.router]
+
+
+def _core_routes(app: FastAPI, monitor: Monitor | None, store: Store,
+                 incidents: IncidentManager, ops: Operations) -> None:
     def need_monitor() -> Monitor:
         if monitor is None:
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
@@ -218,8 +215,8 @@ def create_app(monitor: Monitor | None, store: Store, *,
     @app.post("/api/v1/incidents/{incident_id}/ack", tags=["incidents"])
     def ack_incident(incident_id: int, body: AckBody, who: Operator) -> dict[str, Any]:
         """Acknowledge as the token's name: notifications stop repeating."""
-        expires = now() + body.expires_in if body.expires_in is not None else None
-        return incidents.acknowledge(incident_id, who.name, body.comment, expires).to_json()
+        return ops.acknowledge(incident_id, who.name, body.comment,
+                               body.expires_in).to_json()
 
     @app.post("/api/v1/incidents/{incident_id}/comment", tags=["incidents"])
     def comment_incident(incident_id: int, body: CommentBody, who: Operator,
@@ -230,10 +227,10 @@ def create_app(monitor: Monitor | None, store: Store, *,
     def list_checks(_who: Viewer, state: str | None = None, host: str | None = None,
                     ) -> list[dict[str, Any]]:
         """Current states, problems first."""
-        mon = need_monitor()
+        need_monitor()
         if state is not None and state.upper() not in State.__members__:
             raise UsageError(f"unknown state {state!r} (one of: {', '.join(State.__members__)})")
-        return [_check_json(st) for st in check_statuses(mon)
+        return [check_json(st) for st in ops.check_statuses()
                 if (state is None or st.state.name == state.upper())
                 and (host is None or st.host == host)]
 
@@ -241,8 +238,13 @@ def create_app(monitor: Monitor | None, store: Store, *,
     def list_remediations(_who: Viewer, pool: str | None = None, limit: Limit = 50,
                           ) -> list[dict[str, Any]]:
         """The journal, newest first."""
-        return [_remediation_json(r)
+        return [remediation_json(r)
                 for r in RemediationJournal(store).recent(pool=pool, limit=limit)]
+
+    @app.get("/api/v1/remediations/{remediation_id}", tags=["remediations"])
+    def get_remediation(remediation_id: int, _who: Viewer) -> dict[str, Any]:
+        """One remediation with its plan and each step's status and times."""
+        return remediation_json(RemediationJournal(store).get(remediation_id))
 
     @app.get("/api/v1/notifications", tags=["notifications"])
     def list_notifications(_who: Viewer, limit: Limit = 50) -> list[dict[str, Any]]:
@@ -270,7 +272,5 @@ def create_app(monitor: Monitor | None, store: Store, *,
         return PlainTextResponse(metrics_text(monitor, store, incidents),
                                  media_type="text/plain; version=0.0.4; charset=utf-8")
 
-    return app
 
-
-__all__: list[str] = ["check_statuses", "create_app", "metrics_text"]
+__all__: list[str] = ["create_app", "metrics_text"]

@@ -60,7 +60,69 @@ class BusConfig(_Model):
 
 
 class ApiConfig(_Model):
+    """The HTTP API and dashboard (served by ``poolwarden run``)."""
+
     listen: str = "127.0.0.1:8080"
+    #: serve HTTPS with this certificate chain and key (PEM); without them plain HTTP,
+    #: for loopback or behind a TLS-terminating proxy
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    #: how long a browser login lasts without activity
+    session_idle: Duration = 8 * 3600.0
+    #: how long a browser login lasts at most
+    session_max: Duration = 7 * 86400.0
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ApiConfig:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("give both tls_cert and tls_key, or neither")
+        return self
+
+
+class SshConfig(_Model):
+    """How poolwarden logs in to pool hosts (key authentication only, host keys checked)."""
+
+    user: str = "root"
+    key_file: Path = Path("/etc/poolwarden/ssh/id_ed25519")
+    known_hosts: Path = Path("/etc/poolwarden/ssh/known_hosts")
+    port: int = Field(default=22, ge=1, le=65535)
+    connect_timeout: Duration = 15.0
+
+
+class ScriptsConfig(_Model):
+    """XESCRIPT batch jobs: the one directory vetted scripts come from, and how to run them."""
+
+    directory: Path = Path("/etc/poolwarden/scripts")
+    ssh: SshConfig = SshConfig()
+    timeout: Duration = 300.0
+    max_output: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
+
+
+class SlackConfig(_Model):
+    """Slack slash commands and interactive messages (``/chat/slack/...``)."""
+
+    signing_secret: str | None = None
+    signing_secret_file: Path | None = None
+    #: Slack user id (``U…``) → role (viewer, operator, admin); anyone else is refused
+    users: dict[str, Literal["viewer", "operator", "admin"]] = {}
+    #: workspace ids accepted (empty: any workspace whose request is correctly signed)
+    teams: list[str] = []
+    #: delayed replies (a script's output) are only posted to response_urls under this
+    response_url_prefix: str = "https://hooks.slack.com/"
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> SlackConfig:
+        if (self.signing_secret is None) == (self.signing_secret_file is None):
+            raise ValueError("give exactly one of signing_secret or signing_secret_file")
+        return self
+
+    @property
+    def secret(self) -> Secret:
+        return Secret(value=self.signing_secret, file=self.signing_secret_file)
+
+
+class ChatConfig(_Model):
+    slack: SlackConfig | None = None
 
 
 class SnmpKey(_Model):
@@ -114,7 +176,10 @@ class BmcConfig(_Model):
 
 class HostConfig(_Model):
     name: str
+    #: the host's management address (SSH for scripts, {host.address} in checks)
     address: str | None = None
+    #: SSH port when it is not ``scripts.ssh.port``
+    ssh_port: int | None = Field(default=None, ge=1, le=65535)
     bmc: BmcConfig | None = None
     labels: dict[str, str] = {}
 
@@ -131,11 +196,30 @@ class XapiConfig(_Model):
         return _secret(self.password, self.password_file)
 
 
+class XeSshConfig(_Model):
+    """The ``xe_ssh`` driver: ``xe`` run over SSH on one host of the pool."""
+
+    address: str
+    ssh: SshConfig | None = None  # default: scripts.ssh
+    #: the xe binary on the host (dom0 has it on PATH as ``xe``)
+    xe: str = Field(default="xe", pattern=r"^[A-Za-z0-9_./-]+$")
+    timeout: Duration = 120.0
+
+
 class PoolConfig(_Model):
     name: str
+    #: how remediation talks to the pool: the XenAPI SDK (default) or ``xe`` over SSH
+    driver: Literal["xenapi", "xe_ssh"] = "xenapi"
     xapi: XapiConfig | None = None
+    xe_ssh: XeSshConfig | None = None
     hosts: list[HostConfig] = []
     labels: dict[str, str] = {}
+
+    @model_validator(mode="after")
+    def _driver_settings(self) -> PoolConfig:
+        if self.driver == "xe_ssh" and self.xe_ssh is None:
+            raise ValueError("driver xe_ssh needs xe_ssh: {address: …}")
+        return self
 
 
 _PLACEHOLDER = re.compile(r"\{([a-z_.]+)\}")
@@ -176,6 +260,8 @@ class MonitoringConfig(_Model):
 
     snmp_interval: Duration = 60.0
     retry_interval: Duration = 30.0
+    #: how often each pool is read for people (hosts, master, VMs per host)
+    pool_interval: Duration = 30.0
     max_attempts: int = Field(default=3, ge=1, le=100)
     concurrency: int = Field(default=200, ge=1, le=10_000)
     flap_low: float = Field(default=25.0, ge=0, le=100)
@@ -205,6 +291,8 @@ class Config(_Model):
     rules: list[RuleConfig] = []
     remediation: RemediationConfig = RemediationConfig()
     notify: NotifyConfig = NotifyConfig()
+    scripts: ScriptsConfig | None = None
+    chat: ChatConfig = ChatConfig()
 
     @model_validator(mode="after")
     def _unique_names(self) -> Config:

@@ -107,7 +107,8 @@ class RemediationEngine:
                  send: Callable[[Message], Awaitable[None]],
                  clock: Callable[[], float] = time.time,
                  pools: Mapping[str, str] | None = None,
-                 settings: ExecutorSettings | None = None) -> None:
+                 settings: ExecutorSettings | None = None,
+                 on_finished: Callable[[str], None] | None = None) -> None:
         """``pools``: host name → pool name (:func:`host_pools`); a change's ``pool`` label
         is used for hosts not in it. ``incidents`` must be the manager that handles the
         same state changes (its in-memory index finds a problem's open incident)."""
@@ -115,6 +116,8 @@ class RemediationEngine:
         self.driver_for, self.incidents, self.send, self.clock = driver_for, incidents, send, clock
         self.pools = dict(pools or {})
         self.settings = settings
+        #: told the pool's name when an action on it ended (the pool cache re-reads it)
+        self.on_finished = on_finished
         #: the most recent outcomes, newest last (the demo and the API show them)
         self.history: deque[dict[str, Any]] = deque(maxlen=HISTORY)
         self._problems: dict[tuple[str, str], _Problem] = {}
@@ -290,6 +293,8 @@ class RemediationEngine:
             "summary": result.summary, "remediation": result.remediation,
             "incident": job.incident_id, "messages": [m.key for m in result.messages],
             "report": result.report})
+        if self.on_finished is not None and decision.action.destructive:
+            self.on_finished(d.pool)
 
     async def _send(self, messages: Sequence[Message]) -> None:
         for msg in messages:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import getpass
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,9 +71,12 @@ def host_maintenance(
     driver: PoolDriver, store: Store, host: str, *, shutdown: bool = False,
     dry_run: bool = False, progress: ProgressSink | None = None,
     settings: ExecutorSettings | None = None, requested_by: str = "",
-    lease_ttl: float = 60.0,
+    lease_ttl: float = 60.0, on_planned: Callable[[RemediationRecord], None] | None = None,
 ) -> MaintenanceOutcome:
-    """Plan and (unless ``dry_run``) carry out maintenance of ``host`` (name or ref)."""
+    """Plan and (unless ``dry_run``) carry out maintenance of ``host`` (name or ref).
+
+    ``on_planned`` is told the journal record as soon as the plan is written, before any
+    step runs (an API answers with its id and lets the execution go on)."""
     journal = RemediationJournal(store)
     first = driver.snapshot()
     target = first.host(host)
@@ -101,9 +105,13 @@ def host_maintenance(
         if dry_run or not plan.feasible:
             if plan.feasible:
                 journal.finish(rid, "dry_run")
+            if on_planned is not None:
+                on_planned(journal.get(rid))
             # Nothing changed: "after" is the plan's intent (dry run) or the pool as it is.
             return MaintenanceOutcome(journal.get(rid), resumed, snap.layout(),
                                       plan.layout_after, plan.master_before, plan.master_after)
+        if on_planned is not None:
+            on_planned(journal.get(rid))
         record = executor.run(rid)
         after = driver.snapshot()
         return MaintenanceOutcome(record, resumed, snap.layout(), after.layout(),

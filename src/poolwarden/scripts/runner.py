@@ -1,32 +1,21 @@
-"""Running one vetted script on one host over SSH (asyncssh).
+"""Running one vetted script on one host over SSH (the SSH layer: :mod:`.ssh`).
 
 What travels: the script's bytes on stdin to ``/bin/sh -s --`` followed by the already
 validated arguments, each ``shlex.quote``d. The remote command line is built only from
 constants and quoted, validated values: nothing an operator typed is interpolated raw.
-
-Trust: key authentication only (no passwords, no agent, no ``~/.ssh/config``), and the
-host key must be in the given known_hosts file: a host that cannot prove who it is gets
-nothing, not even the script.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import shlex
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import asyncssh
-
-from poolwarden.errors import AuthenticationFailed, ConnectionFailed, OperationRefused
 from poolwarden.scripts.catalog import Script
+from poolwarden.scripts.ssh import DEFAULT_MAX_OUTPUT, SshTarget, run_remote
 
-#: bytes kept per stream unless told otherwise
-DEFAULT_MAX_OUTPUT = 64 * 1024
-_CHUNK = 8192
+__all__ = ["DEFAULT_MAX_OUTPUT", "ScriptResult", "remote_command", "run_script"]
 
 
 @dataclass
@@ -62,27 +51,6 @@ class ScriptResult:
         return doc
 
 
-class _Capped:
-    """Keeps the first ``limit`` bytes of a stream and keeps draining the rest.
-
-    Draining matters: a remote process blocked on a full pipe would never exit.
-    """
-
-    def __init__(self, limit: int) -> None:
-        self.limit, self.data, self.truncated = limit, bytearray(), False
-
-    async def pump(self, reader: asyncssh.SSHReader[bytes]) -> None:
-        while chunk := await reader.read(_CHUNK):
-            room = self.limit - len(self.data)
-            if len(chunk) > room:
-                self.truncated = True
-            if room > 0:
-                self.data += chunk[:room]
-
-    def text(self) -> str:
-        return self.data.decode("utf-8", errors="replace")
-
-
 def remote_command(args: tuple[str, ...]) -> str:
     """``/bin/sh -s -- 'arg' ...``: the only command line ever sent."""
     return " ".join(["/bin/sh", "-s", "--", *(shlex.quote(a) for a in args)])
@@ -101,54 +69,14 @@ async def run_script(
     error, because the script may have done part of its work.
     """
     checked = script.validate_args(tuple(args))
-    started = time.monotonic()
-    try:
-        conn = await asyncssh.connect(
-            address, port, username=user, client_keys=[str(key_file)],
-            known_hosts=str(known_hosts), agent_path=None, config=[], password=None,
-            password_auth=False, kbdint_auth=False, gss_auth=False, host_based_auth=False,
-            public_key_auth=True, connect_timeout=min(timeout, 30.0),
-            login_timeout=min(timeout, 30.0),
-        )
-    except asyncssh.HostKeyNotVerifiable as exc:
-        raise OperationRefused(f"{host} ({address}:{port}): host key not trusted "
-                               f"(not in {known_hosts}): {exc.reason}") from exc
-    except asyncssh.PermissionDenied as exc:
-        raise AuthenticationFailed(f"{host} ({address}:{port}): key authentication refused "
-                                   f"for user {user}") from exc
-    except (OSError, TimeoutError, asyncssh.Error) as exc:
-        raise ConnectionFailed(f"{host} ({address}:{port}): cannot connect: {exc}") from exc
-
-    out, err = _Capped(max_output), _Capped(max_output)
-    timed_out, exit_status = False, None
-    async with conn:
-        try:
-            process = await conn.create_process(remote_command(checked), encoding=None)
-        except asyncssh.Error as exc:
-            raise ConnectionFailed(f"{host}: cannot start the script: {exc}") from exc
-        try:
-            async with asyncio.timeout(timeout):
-                process.stdin.write(script.content)
-                process.stdin.write_eof()
-                await asyncio.gather(out.pump(process.stdout), err.pump(process.stderr))
-                completed = await process.wait()
-                exit_status = completed.exit_status
-        except TimeoutError:
-            timed_out = True
-            _kill(process)
-        except (OSError, asyncssh.Error) as exc:
-            raise ConnectionFailed(f"{host}: connection lost while running: {exc}") from exc
-        finally:
-            process.close()
+    target = SshTarget(host, address, key_file, known_hosts, port=port, user=user,
+                       connect_timeout=min(timeout, 30.0))
+    r = await run_remote(target, remote_command(checked), stdin=script.content,
+                         timeout=timeout, max_output=max_output)
     return ScriptResult(
-        host=host, script=script.name, args=checked, exit_status=exit_status,
-        stdout=out.text(), stderr=err.text(), stdout_truncated=out.truncated,
-        stderr_truncated=err.truncated, timed_out=timed_out,
-        duration=round(time.monotonic() - started, 3),
+        host=host, script=script.name, args=checked, exit_status=r.exit_status,
+        stdout=r.stdout.decode("utf-8", errors="replace"),
+        stderr=r.stderr.decode("utf-8", errors="replace"),
+        stdout_truncated=r.stdout_truncated, stderr_truncated=r.stderr_truncated,
+        timed_out=r.timed_out, duration=r.duration,
     )
-
-
-def _kill(process: asyncssh.SSHClientProcess[bytes]) -> None:
-    """Ask sshd to kill the remote shell; closing the channel then hangs it up anyway."""
-    with contextlib.suppress(OSError, asyncssh.Error):
-        process.kill()

@@ -1,0 +1,7 @@
+"""STUB: routes of the scripts module (to be written)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter()

@@ -1,0 +1,145 @@
+"""The one SSH layer (asyncssh): XESCRIPT jobs and the ``xe_ssh`` driver both use it.
+
+Trust: key authentication only (no passwords, no agent, no ``~/.ssh/config``), and the
+host key must be in the given known_hosts file: a host that cannot prove who it is gets
+nothing. asyncssh's errors are translated here into :mod:`poolwarden.errors`:
+``OperationRefused`` (host key not trusted), ``AuthenticationFailed`` (key refused),
+``ConnectionFailed`` (unreachable, lost: retryable).
+
+A command line is only ever built by callers from constants and ``shlex.quote``d,
+validated values; this module sends what it is given and never adds to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncssh
+
+from poolwarden.errors import AuthenticationFailed, ConnectionFailed, OperationRefused
+
+#: bytes kept per stream unless told otherwise
+DEFAULT_MAX_OUTPUT = 64 * 1024
+_CHUNK = 8192
+
+
+@dataclass(frozen=True, slots=True)
+class SshTarget:
+    """Where and as whom: ``host`` is the name used in messages and the journal."""
+
+    host: str
+    address: str
+    key_file: Path | str
+    known_hosts: Path | str
+    port: int = 22
+    user: str = "root"
+    connect_timeout: float = 30.0
+
+    def where(self) -> str:
+        return f"{self.host} ({self.address}:{self.port})"
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteResult:
+    """What one remote command gave back; ``exit_status`` is None when it was killed."""
+
+    exit_status: int | None
+    stdout: bytes
+    stderr: bytes
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+    timed_out: bool = False
+    duration: float = 0.0
+
+
+async def connect(target: SshTarget, *, timeout: float | None = None,
+                  ) -> asyncssh.SSHClientConnection:
+    """An authenticated connection to ``target``, or one of our errors."""
+    limit = min(timeout, target.connect_timeout) if timeout else target.connect_timeout
+    try:
+        return await asyncssh.connect(
+            target.address, target.port, username=target.user,
+            client_keys=[str(target.key_file)], known_hosts=str(target.known_hosts),
+            agent_path=None, config=[], password=None, password_auth=False,
+            kbdint_auth=False, gss_auth=False, host_based_auth=False, public_key_auth=True,
+            connect_timeout=limit, login_timeout=limit,
+        )
+    except asyncssh.HostKeyNotVerifiable as exc:
+        raise OperationRefused(f"{target.where()}: host key not trusted "
+                               f"(not in {target.known_hosts}): {exc.reason}") from exc
+    except asyncssh.PermissionDenied as exc:
+        raise AuthenticationFailed(f"{target.where()}: key authentication refused "
+                                   f"for user {target.user}") from exc
+    except (OSError, TimeoutError, asyncssh.Error) as exc:
+        raise ConnectionFailed(f"{target.where()}: cannot connect: {exc}") from exc
+
+
+class _Capped:
+    """Keeps the first ``limit`` bytes of a stream and keeps draining the rest.
+
+    Draining matters: a remote process blocked on a full pipe would never exit.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.data, self.truncated = limit, bytearray(), False
+
+    async def pump(self, reader: asyncssh.SSHReader[bytes]) -> None:
+        while chunk := await reader.read(_CHUNK):
+            room = self.limit - len(self.data)
+            if len(chunk) > room:
+                self.truncated = True
+            if room > 0:
+                self.data += chunk[:room]
+
+
+async def run_on(conn: asyncssh.SSHClientConnection, command: str, *, stdin: bytes = b"",
+                 timeout: float, max_output: int = DEFAULT_MAX_OUTPUT, where: str = "",
+                 ) -> RemoteResult:
+    """Run ``command`` on an open connection, feeding ``stdin``; a timeout is a result
+    (the command may have done part of its work), a lost connection ``ConnectionFailed``."""
+    started = time.monotonic()
+    out, err = _Capped(max_output), _Capped(max_output)
+    timed_out, exit_status = False, None
+    try:
+        process = await conn.create_process(command, encoding=None)
+    except asyncssh.Error as exc:
+        raise ConnectionFailed(f"{where}: cannot start the command: {exc}") from exc
+    try:
+        async with asyncio.timeout(timeout):
+            if stdin:
+                process.stdin.write(stdin)
+            process.stdin.write_eof()
+            await asyncio.gather(out.pump(process.stdout), err.pump(process.stderr))
+            completed = await process.wait()
+            exit_status = completed.exit_status
+    except TimeoutError:
+        timed_out = True
+        _kill(process)
+    except (OSError, asyncssh.Error) as exc:
+        raise ConnectionFailed(f"{where}: connection lost while running: {exc}") from exc
+    finally:
+        process.close()
+    return RemoteResult(exit_status, bytes(out.data), bytes(err.data), out.truncated,
+                        err.truncated, timed_out, round(time.monotonic() - started, 3))
+
+
+async def run_remote(target: SshTarget, command: str, *, stdin: bytes = b"",
+                     timeout: float, max_output: int = DEFAULT_MAX_OUTPUT) -> RemoteResult:
+    """Connect, run one command, disconnect."""
+    conn = await connect(target, timeout=timeout)
+    try:
+        return await run_on(conn, command, stdin=stdin, timeout=timeout,
+                            max_output=max_output, where=target.where())
+    finally:
+        conn.close()
+        await conn.wait_closed()
+
+
+def _kill(process: asyncssh.SSHClientProcess[bytes]) -> None:
+    """Ask sshd to kill the remote command; closing the channel then hangs it up anyway."""
+    with contextlib.suppress(OSError, asyncssh.Error):
+        process.kill()
