@@ -2,10 +2,12 @@
 # The Debian packages poolwarden's lab, demo and tests need, installed when missing.
 # snmpd: the lab's BMC agents; snmp: net-snmp clients (bench baselines, check_snmp);
 # monitoring-plugins: real Nagios plugins the runner is tested against; openssh-server: a
-# real sshd for the XESCRIPT tests; postgresql-client: pg_isready for the store tests.
+# real sshd for the XESCRIPT tests; postgresql-client: pg_isready for the store tests;
+# chromium: the dashboard's browser tests (Playwright drives Debian's build; browser
+# downloads are not possible everywhere).
 set -euo pipefail
 packages=(snmpd snmp monitoring-plugins-basic monitoring-plugins-standard openssh-server
-          postgresql-client)
+          postgresql-client chromium)
 need=()
 for pkg in "${packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")

@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -44,7 +45,8 @@ def lab() -> Iterator[Lab]:
         yield running
 
 
-def write_config(path: Path, lab: Lab, db: Path, listen: str = "127.0.0.1:0") -> None:
+def write_config(path: Path, lab: Lab, db: Path, listen: str = "127.0.0.1:0",
+                 api_extra: str = "") -> None:
     hosts = []
     for name, endpoint in lab.summary()["snmp"].items():
         address, port = endpoint.rsplit(":", 1)
@@ -53,7 +55,7 @@ def write_config(path: Path, lab: Lab, db: Path, listen: str = "127.0.0.1:0") ->
                      f"retries: 0}}}}}}")
     path.write_text("\n".join([
         f'store: {{url: "sqlite:///{db}"}}',
-        f'api: {{listen: "{listen}"}}',
+        f'api: {{listen: "{listen}"{api_extra}}}',
         "monitoring: {snmp_interval: 400ms, retry_interval: 200ms, max_attempts: 2}",
         "pools:",
         "  - name: svc-pool",
@@ -215,11 +217,56 @@ def test_run_refuses_a_taken_api_port(lab: Lab, tmp_path: Path) -> None:
     assert "api.listen" in r.stderr
 
 
-def _get(url: str, token: str | None = None, raw: bool = False) -> tuple[int, Any]:
+def self_signed(tmp: Path) -> tuple[Path, Path]:
+    cert, key = tmp / "cert.pem", tmp / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    return cert, key
+
+
+def test_run_serves_https_with_the_configured_certificate(lab: Lab, tmp_path: Path) -> None:
+    cert, key = self_signed(tmp_path)
+    port = free_port()
+    cfg = tmp_path / "poolwarden.yaml"
+    write_config(cfg, lab, tmp_path / "pw.db", listen=f"127.0.0.1:{port}",
+                 api_extra=f', tls_cert: "{cert}", tls_key: "{key}"')
+    proc = subprocess.Popen([sys.executable, "-m", "poolwarden", "run", "--config", str(cfg)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    trusted = ssl.create_default_context(cafile=str(cert))
+    try:
+        assert wait_until(lambda: _get(f"https://127.0.0.1:{port}/healthz",
+                                       context=trusted)[0] == 200)
+        assert _get(f"http://127.0.0.1:{port}/healthz")[0] == 0  # no plain HTTP
+        with pytest.raises(urllib.error.URLError, match="CERTIFICATE_VERIFY_FAILED"):
+            urllib.request.urlopen(f"https://127.0.0.1:{port}/healthz", timeout=5)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+
+
+def test_run_refuses_a_certificate_that_does_not_match_its_key(lab: Lab,
+                                                               tmp_path: Path) -> None:
+    cert, _ = self_signed(tmp_path)
+    other = tmp_path / "other"
+    other.mkdir()
+    _, key = self_signed(other)
+    cfg = tmp_path / "poolwarden.yaml"
+    write_config(cfg, lab, tmp_path / "pw.db", listen=f"127.0.0.1:{free_port()}",
+                 api_extra=f', tls_cert: "{cert}", tls_key: "{key}"')
+    r = subprocess.run([sys.executable, "-m", "poolwarden", "run", "--config", str(cfg)],
+                       capture_output=True, text=True, timeout=60, check=False)
+    assert r.returncode == 2
+    assert "api.tls_cert" in r.stderr
+
+
+def _get(url: str, token: str | None = None, raw: bool = False,
+         context: ssl.SSLContext | None = None) -> tuple[int, Any]:
     req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"}
                                  if token else {})
     try:
-        with urllib.request.urlopen(req, timeout=5) as resp:
+        with urllib.request.urlopen(req, timeout=5, context=context) as resp:
             body = resp.read().decode()
             return resp.status, body if raw else json.loads(body)
     except urllib.error.HTTPError as exc:

@@ -38,6 +38,7 @@ from poolwarden.messages import State
 from poolwarden.operate.ops import Operations, check_json, remediation_json
 from poolwarden.store.db import Store
 from poolwarden.store.journal import RemediationJournal
+from poolwarden.store.lease import LeaseHeld
 from poolwarden.store.models import Notification, Remediation
 
 if TYPE_CHECKING:
@@ -51,6 +52,7 @@ Limit = Annotated[int, Query(ge=1, le=1000)]
 #: our errors -> HTTP status, checked in order (subclasses first)
 ERROR_STATUS: tuple[tuple[type[PoolwardenError], int], ...] = (
     (NotFound, status.HTTP_404_NOT_FOUND),
+    (LeaseHeld, status.HTTP_409_CONFLICT),  # another remediation has the pool: try later
     (OperationRefused, status.HTTP_409_CONFLICT),
     (UsageError, 422),  # the name of this constant changed across Starlette versions
 )

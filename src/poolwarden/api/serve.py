@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
 from collections.abc import Generator
+from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
@@ -49,10 +51,26 @@ def bind(listen: str) -> socket.socket:
     return sock
 
 
-async def serve_api(app: FastAPI, sock: socket.socket, stop: asyncio.Event) -> None:
-    """Run the API on a bound socket until ``stop`` is set."""
-    server = _Server(uvicorn.Config(app, log_level="warning", access_log=False,
-                                    lifespan="off"))
+def check_tls(cert: Path, key: Path) -> None:
+    """Load the certificate and key once: a missing file or a mismatched pair is a
+    ConfigError at start-up, not a TLS failure on the first request."""
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        ctx.load_cert_chain(str(cert), str(key))
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"cannot use {cert} / {key}: {exc}", field="api.tls_cert") from exc
+
+
+async def serve_api(app: FastAPI, sock: socket.socket, stop: asyncio.Event, *,
+                    tls_cert: Path | None = None, tls_key: Path | None = None) -> None:
+    """Run the API on a bound socket until ``stop`` is set; HTTPS with ``tls_cert`` and
+    ``tls_key`` (PEM), which are checked first so a bad pair is a configuration error."""
+    if tls_cert is not None and tls_key is not None:
+        check_tls(tls_cert, tls_key)
+    server = _Server(uvicorn.Config(
+        app, log_level="warning", access_log=False, lifespan="off",
+        ssl_certfile=str(tls_cert) if tls_cert else None,
+        ssl_keyfile=str(tls_key) if tls_key else None))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     stopper = asyncio.create_task(stop.wait())
     await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)

@@ -31,7 +31,7 @@ def run_command(
     from poolwarden.store.db import Store
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
-    from poolwarden.api.serve import bind
+    from poolwarden.api.serve import bind, check_tls
 
     with errors_to_exit(False):
         cfg = load_config(config)
@@ -40,6 +40,8 @@ def run_command(
                 "remediation": cfg.remediation.model_copy(update={"dry_run": True})})
         store = Store.open(cfg.store.url)
         monitor = Monitor(cfg, store)
+        if cfg.api.tls_cert is not None and cfg.api.tls_key is not None:
+            check_tls(cfg.api.tls_cert, cfg.api.tls_key)
         sock = bind(cfg.api.listen)
     try:
         asyncio.run(_serve(monitor, sock))
@@ -57,9 +59,13 @@ async def _serve(monitor: Monitor, sock: socket.socket) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    api = asyncio.create_task(serve_api(create_app(monitor, monitor.store), sock, stop))
+    api_cfg = monitor.config.api
+    api = asyncio.create_task(serve_api(create_app(monitor, monitor.store), sock, stop,
+                                        tls_cert=api_cfg.tls_cert, tls_key=api_cfg.tls_key))
     host, port = sock.getsockname()[:2]
-    logging.getLogger("poolwarden").info("API and /metrics on http://%s:%d", host, port)
+    scheme = "https" if api_cfg.tls_cert else "http"
+    logging.getLogger("poolwarden").info("API, dashboard and /metrics on %s://%s:%d",
+                                         scheme, host, port)
     await monitor.run(stop)
     stop.set()
     await api

@@ -12,6 +12,7 @@ block (the store, XenAPI, SSH) run in worker threads; callers await them.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from poolwarden.scripts.runner import ScriptResult
     from poolwarden.service import Monitor
 
+log = logging.getLogger("poolwarden.operate")
 #: how long ``maintenance`` waits for the plan to be journaled before answering
 PLAN_WAIT = 60.0
 
@@ -245,13 +247,16 @@ class Operations:
         waited: set[asyncio.Future[Any]] = {task, planned}
         done, _ = await asyncio.wait(waited, timeout=PLAN_WAIT,
                                      return_when=asyncio.FIRST_COMPLETED)
-        if task in done or wait:
+        if planned not in done and task not in done and not wait:
+            raise OperationRefused(f"{host}: no plan after {PLAN_WAIT:.0f} s")
+        # A dry run or an infeasible plan is complete once planned: its outcome follows.
+        complete = task in done or wait or planned.result().status in ("dry_run",
+                                                                        "infeasible")
+        if complete:
             outcome = await task  # raises what the maintenance raised (lease held, …)
             return {**outcome.to_json(), "finished": True}
-        if planned not in done:
-            raise OperationRefused(f"{host}: no plan after {PLAN_WAIT:.0f} s")
         _background.add(task)
-        task.add_done_callback(_background.discard)
+        task.add_done_callback(_finished_in_background)
         rec = planned.result()
         return {"remediation": rec.id, "pool": rec.pool, "host": rec.host_name,
                 "status": rec.status, "dry_run": rec.dry_run, "feasible": rec.plan.feasible,
@@ -283,6 +288,13 @@ class Operations:
 
 #: maintenance tasks that outlive their request (kept referenced until they finish)
 _background: set[asyncio.Future[Any]] = set()
+
+
+def _finished_in_background(task: asyncio.Future[Any]) -> None:
+    """The journal has the outcome; a failure is also logged (nobody awaits it)."""
+    _background.discard(task)
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.error("maintenance failed in the background: %s", exc)
 
 
 def elapsed(since: float | None) -> str:
