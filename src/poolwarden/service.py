@@ -18,19 +18,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from pydantic import SecretStr
-
 from poolwarden.bus.base import CHANGES, RESULTS, Bus
 from poolwarden.bus.memory import MemoryBus
-from poolwarden.collect.plugin import find_plugin, run_plugin
+from poolwarden.collect.jobs import JobRunner, JobSpec, build_jobs
 from poolwarden.collect.scheduler import Job, Scheduler
-from poolwarden.collect.sensors import poll
-from poolwarden.collect.snmp import SnmpTarget
-from poolwarden.config.models import BmcConfig, CheckConfig, Config, HostConfig, PoolConfig
-from poolwarden.errors import ConfigError
+from poolwarden.config.models import Config
 from poolwarden.evaluate.rules import MatchContext, RuleConfig, match, problem_kind
+from poolwarden.evaluate.state import AGENT_CHECK, StateEngine
 from poolwarden.evaluate.state import CheckConfig as EngineCheckConfig
-from poolwarden.evaluate.state import StateEngine
 from poolwarden.hypervisor.base import PoolDriver
 from poolwarden.hypervisor.cache import PoolCache
 from poolwarden.incidents.manager import IncidentManager
@@ -47,22 +42,6 @@ log = logging.getLogger("poolwarden")
 SAMPLE_FLUSH_EVERY = 2.0
 STATUS_EVERY = 60.0
 ACK_SYNC_EVERY = 5.0
-
-
-def snmp_target(bmc: BmcConfig) -> SnmpTarget:
-    """The collector's view of a configured BMC; secrets are read here, once."""
-    s = bmc.snmp
-    if s.version == "3":
-        return SnmpTarget(
-            address=bmc.address, port=bmc.port, version="v3", user=s.user,
-            auth_protocol=s.auth.protocol if s.auth else "SHA",  # type: ignore[arg-type]
-            auth_key=SecretStr(s.auth.secret.reveal()) if s.auth else None,
-            priv_protocol=s.priv.protocol if s.priv else "AES",  # type: ignore[arg-type]
-            priv_key=SecretStr(s.priv.secret.reveal()) if s.priv else None,
-            timeout=s.timeout, retries=s.retries,
-        )
-    return SnmpTarget(address=bmc.address, port=bmc.port, version="v2c",
-                      community=SecretStr(s.community), timeout=s.timeout, retries=s.retries)
 
 
 class AlertBuilder:
@@ -157,6 +136,8 @@ class Monitor:
         self.bus.subscribe(RESULTS, self._evaluate, name="evaluate")
         self.bus.subscribe(CHANGES, self._record, name="incidents")
         self.stats = MonitorStats()
+        self.runner = JobRunner(config)
+        self.runner.check()  # bad SNMP settings are a configuration error at start-up
         self._checks_of: dict[str, set[str]] = {}
         self._last: dict[tuple[str, str], CheckResult] = {}
         self._ticks: set[asyncio.Future[Any]] = set()
@@ -168,13 +149,10 @@ class Monitor:
 
     def _build_jobs(self) -> None:
         m = self.config.monitoring
-        for pool in self.config.pools:
-            for host in pool.hosts:
-                if host.bmc is not None:
-                    self._add_bmc(host, host.bmc)
-                for check in self.config.checks:
-                    if check.matches(host.name):
-                        self._add_plugin(pool, host, check)
+        self.catalog = build_jobs(self.config)
+        for spec in self.catalog.values():
+            self._configure(spec)
+            self.scheduler.add(self.job_of(spec))
         self.scheduler.add(Job("store/samples", SAMPLE_FLUSH_EVERY, self._flush_samples))
         r = self.config.retention
         self.scheduler.add(Job("store/retention", r.every, self._archive, timeout=600.0))
@@ -183,55 +161,34 @@ class Monitor:
         self.scheduler.add(Job("notify/tick", 1.0, self.notifier.tick))
         self.scheduler.add(Job("notify/acks", ACK_SYNC_EVERY, self._sync_acks))
         self.scheduler.add(Job("remediate/tick", 2.0, self.remediation.tick, timeout=60.0))
-        fixed = 7
         if self.pools.names():
-            fixed += 1
             self.scheduler.add(Job("pools/refresh", m.pool_interval, self._refresh_pools,
                                    timeout=300.0))
-        log.info("monitoring %d jobs (concurrency %d)", len(self.scheduler) - fixed,
-                 m.concurrency)
+        log.info("monitoring %d jobs (concurrency %d)", len(self.catalog), m.concurrency)
 
-    def _add_bmc(self, host: HostConfig, bmc: BmcConfig) -> None:
-        interval = bmc.interval or self.config.monitoring.snmp_interval
-        try:
-            target = snmp_target(bmc)
-        except ValueError as exc:
-            raise ConfigError(str(exc), field=f"hosts.{host.name}.bmc.snmp") from exc
-        if interval != self.config.monitoring.snmp_interval:
-            self._per_check[(host.name, "snmp/agent")] = EngineCheckConfig(
-                max_attempts=self._snmp_default.max_attempts, check_interval=interval,
+    def _configure(self, spec: JobSpec) -> None:
+        """The state engine's settings for the checks of one job."""
+        m = self.config.monitoring
+        if spec.kind == "plugin":
+            self._per_check[(spec.host, spec.check_prefix)] = EngineCheckConfig(
+                max_attempts=spec.max_attempts or m.max_attempts,
+                check_interval=spec.interval,
+                retry_interval=spec.retry_interval or m.retry_interval,
+                flapping_low=m.flap_low, flapping_high=m.flap_high)
+        elif spec.interval != m.snmp_interval:
+            self._per_check[(spec.host, AGENT_CHECK)] = EngineCheckConfig(
+                max_attempts=self._snmp_default.max_attempts, check_interval=spec.interval,
                 retry_interval=self._snmp_default.retry_interval)
 
-        async def run() -> None:
-            results = await poll(target, bmc.profile, host=host.name)
-            await self.bus.publish(RESULTS, results)
+    def job_of(self, spec: JobSpec) -> Job:
+        """The scheduler's job for a catalog entry: run it (here) when due."""
+        return Job(spec.id, spec.interval, lambda: self.run_job(spec), timeout=spec.timeout,
+                   next_interval=lambda: self._next_interval(spec.host, spec.check_prefix))
 
-        self.scheduler.add(Job(f"snmp/{host.name}", interval, run,
-                               timeout=target.timeout * (target.retries + 1) * 8 + 5,
-                               next_interval=lambda: self._next_interval(host.name, "snmp/")))
-
-    def _add_plugin(self, pool: PoolConfig, host: HostConfig, check: CheckConfig) -> None:
-        m = self.config.monitoring
-        check_id = f"plugin/{check.name}"
-        self._per_check[(host.name, check_id)] = EngineCheckConfig(
-            max_attempts=check.max_attempts or m.max_attempts, check_interval=check.interval,
-            retry_interval=check.retry_interval or m.retry_interval,
-            flapping_low=m.flap_low, flapping_high=m.flap_high)
-        argv = check.argv({
-            "host.name": host.name, "host.address": host.address or host.name,
-            "pool.name": pool.name, "bmc.address": host.bmc.address if host.bmc else "",
-        })
-        if "/" not in argv[0]:
-            argv[0] = find_plugin(argv[0]) or argv[0]  # the runner reports a missing one
-
-        async def run() -> None:
-            res = await run_plugin(argv, timeout=check.timeout)
-            await self.bus.publish(RESULTS, [res.to_check_result(host.name, check_id,
-                                                                 time.time())])
-
-        self.scheduler.add(Job(f"{check_id}/{host.name}", check.interval, run,
-                               timeout=check.timeout + 5,
-                               next_interval=lambda: self._next_interval(host.name, check_id)))
+    async def run_job(self, spec: JobSpec) -> None:
+        """Run one job in this process and hand its results to evaluation (a master
+        dispatches the job to its zone instead)."""
+        await self.bus.publish(RESULTS, await self.runner.run(spec))
 
     def _next_interval(self, host: str, prefix: str) -> float | None:
         """The retry interval while any of the job's checks is in a SOFT problem."""

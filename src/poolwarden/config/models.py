@@ -208,6 +208,9 @@ class XeSshConfig(_Model):
 
 class PoolConfig(_Model):
     name: str
+    #: the satellites' zone that runs this pool's checks (distributed mode); None: the
+    #: masters' own workers (zone ``master``), and everything in the embedded mode
+    zone: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
     #: how remediation talks to the pool: the XenAPI SDK (default) or ``xe`` over SSH
     driver: Literal["xenapi", "xe_ssh"] = "xenapi"
     xapi: XapiConfig | None = None
@@ -280,6 +283,34 @@ class RetentionConfig(_Model):
     every: Duration = 3600.0
 
 
+class ClusterConfig(_Model):
+    """The distributed mode (``poolwarden master`` / ``satellite``): see docs/distributed.md."""
+
+    #: how the masters share the work; all masters must agree (a change needs a restart
+    #: of every master)
+    partitions: int = Field(default=16, ge=1, le=1024)
+    #: a master or partition lease not renewed for this long is taken over
+    lease_ttl: Duration = 5.0
+    #: a zone with no satellite heartbeat for this long is one "zone unreachable" problem
+    zone_timeout: Duration = 5.0
+    heartbeat: Duration = 1.0
+    #: a satellite keeps results it cannot publish this long (and at most buffer_max)
+    buffer_seconds: Duration = 300.0
+    buffer_max: int = Field(default=10_000, ge=10)
+    #: how often owned check states are written (results are acknowledged after)
+    state_flush: Duration = 1.0
+    #: subject/stream prefix on NATS (several installations can share one server)
+    prefix: str = Field(default="pw", pattern=r"^[a-z][a-z0-9]{0,15}$")
+
+    @model_validator(mode="after")
+    def _timings(self) -> ClusterConfig:
+        if self.heartbeat * 2 > self.zone_timeout:
+            raise ValueError("zone_timeout must be at least twice the heartbeat")
+        if self.state_flush * 2 > self.lease_ttl:
+            raise ValueError("lease_ttl must be at least twice state_flush")
+        return self
+
+
 class Config(_Model):
     store: StoreConfig = StoreConfig()
     bus: BusConfig = BusConfig()
@@ -293,6 +324,7 @@ class Config(_Model):
     notify: NotifyConfig = NotifyConfig()
     scripts: ScriptsConfig | None = None
     chat: ChatConfig = ChatConfig()
+    cluster: ClusterConfig = ClusterConfig()
 
     @model_validator(mode="after")
     def _unique_names(self) -> Config:
