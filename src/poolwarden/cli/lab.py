@@ -6,7 +6,7 @@ import json
 import os
 import signal
 import sys
-import threading
+import time
 from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any
@@ -48,10 +48,12 @@ def lab_up(
     """Run the lab in the foreground until SIGINT/SIGTERM; print where it listens."""
     from poolwarden.lab import Lab, load_layout
 
-    stop = threading.Event()
+    # A plain flag, not threading.Event: a handler calling Event.set() while the main
+    # thread sits inside Event.wait() deadlocks on the event's own lock (seen here).
+    stopping: list[int] = []
 
-    def on_signal(_sig: int, _frame: FrameType | None) -> None:
-        stop.set()
+    def on_signal(sig: int, _frame: FrameType | None) -> None:
+        stopping.append(sig)
 
     with errors_to_exit(as_json):
         site = load_layout(layout or default_layout())
@@ -75,8 +77,8 @@ def lab_up(
             for name, addr in summary.get("snmp", {}).items():
                 out.print(f"  SNMP   {name:<12} {addr}")
             err.print("Ctrl-C stops the lab.")
-        while not stop.wait(0.5):
-            pass
+        while not stopping:
+            time.sleep(0.2)
     finally:
         lab.stop()
         state_file.unlink(missing_ok=True)
