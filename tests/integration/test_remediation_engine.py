@@ -523,14 +523,16 @@ def test_sustained_waits_for_tick_and_a_recovery_cancels(lab: Lab, sqlite_store:
     assert len(site.sent) == 1
 
 
-def test_script_is_not_available_yet_and_escalates(lab: Lab, sqlite_store: Store) -> None:
+def test_script_without_a_script_runner_escalates(lab: Lab, sqlite_store: Store) -> None:
+    """No ``scripts:`` (refused at load with a script rule; here the engine alone): a
+    person is asked. Scripts with a runner: tests/integration/test_script_action.py."""
     rules = [{"match": {"kind": "fan"}, "action": "script",
               "script": {"name": "reset-fan-controller", "args": ["--all"]}}]
     site = Site(lab, sqlite_store, rules)
     site.settle([sensor("xs3", "snmp/fan/Fan 1", State.CRITICAL, 0.0, "failed")])
     [msg] = site.sent
     assert msg.severity == "critical"
-    assert "not available yet" in msg.body
+    assert "no scripts: section" in msg.body
     assert "run `reset-fan-controller --all` on xs3" in msg.body
     assert site.kinds("xs3", "snmp/fan/Fan 1")[-1] == "remediation_escalated"
     unchanged(site)

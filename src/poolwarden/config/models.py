@@ -12,9 +12,10 @@ import fnmatch
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from poolwarden.config.types import Duration, parse_duration
 
@@ -24,6 +25,7 @@ from poolwarden.errors import ConfigError
 from poolwarden.evaluate.rules import RuleConfig, duplicate_rule_names
 from poolwarden.notify.config import NotifyConfig
 from poolwarden.remediate.engine import RemediationConfig
+from poolwarden.remediate.script_action import RULE_PLACEHOLDERS, unknown_placeholders
 
 
 class _Model(BaseModel):
@@ -210,7 +212,7 @@ class PoolConfig(_Model):
     name: str
     #: the satellites' zone that runs this pool's checks (distributed mode); None: the
     #: masters' own workers (zone ``master``), and everything in the embedded mode
-    zone: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    zone: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
     #: how remediation talks to the pool: the XenAPI SDK (default) or ``xe`` over SSH
     driver: Literal["xenapi", "xe_ssh"] = "xenapi"
     xapi: XapiConfig | None = None
@@ -342,6 +344,33 @@ class Config(_Model):
         if dup:
             raise ValueError(f"check names must be unique: {', '.join(sorted(dup))}")
         return self
+
+    @model_validator(mode="after")
+    def _script_rules(self) -> Config:
+        """A ``script`` rule needs ``scripts:``, and only known placeholders in its args.
+
+        Raised as a located error (``rules.<i>.…``) so the message names the rule's line.
+        """
+        for i, rule in enumerate(self.rules):
+            if rule.script is None:
+                continue
+            if self.scripts is None:
+                _located(("rules", i, "action"), f"rule {rule.label(i)} runs a script but "
+                         "there is no scripts: section (directory, ssh) to run it with")
+            for j, arg in enumerate(rule.script.args):
+                bad = unknown_placeholders([arg])
+                if bad:
+                    _located(("rules", i, "script", "args", j),
+                             f"rule {rule.label(i)}: unknown placeholder {{{bad[0]}}} "
+                             f"(known: {', '.join(RULE_PLACEHOLDERS)})")
+        return self
+
+
+def _located(loc: tuple[str | int, ...], message: str) -> NoReturn:
+    """Raise a validation error at ``loc`` (a model validator's own errors sit at the top
+    level; yamlsource turns this one into ``file:line: rules.2.action: …``)."""
+    raise ValidationError.from_exception_data("Config", [InitErrorDetails(
+        type=PydanticCustomError("config", message), loc=loc, input=None)])
 
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")

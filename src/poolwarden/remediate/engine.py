@@ -12,9 +12,9 @@ Safety, the answers to MONITORING.md's complaints about event-driven remediation
 - **rate limits**: ``max_actions_per_pool_per_hour`` and ``max_hosts_down_per_pool``
   are counted from the journal; past one, nothing is done and a person gets an escalation
   saying which limit and what would have been done (no remediation loops);
-- **one remediation per pool**: destructive actions wait in a per-pool FIFO queue and take
-  the pool's store lease (inside ``host_maintenance``); a held lease keeps the job queued
-  and retried after ``retry_after``, never dropped;
+- **one remediation per pool**: destructive actions (and rule scripts) wait in a per-pool
+  FIFO queue; maintenance takes the pool's store lease (inside ``host_maintenance``); a
+  held lease keeps the job queued and retried after ``retry_after``, never dropped;
 - **safe across restarts and nodes**: a host that the journal says we already put in
   maintenance (and that is still disabled) is not remediated again; the journal resumes
   an interrupted remediation; the lease keeps a second node off the pool;
@@ -36,7 +36,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from poolwarden.config.types import Duration
 
 if TYPE_CHECKING:
-    from poolwarden.config.models import PoolConfig
+    from poolwarden.config.models import PoolConfig, SshConfig
+    from poolwarden.remediate.script_action import ScriptRunner
 from poolwarden.errors import ConfigError, PoolwardenError
 from poolwarden.evaluate.rules import (
     Action,
@@ -51,7 +52,7 @@ from poolwarden.hypervisor.base import PoolDriver
 from poolwarden.incidents.manager import IncidentManager
 from poolwarden.messages import Message, State, StateChange, StateType
 from poolwarden.remediate.executor import ExecutorSettings
-from poolwarden.remediate.runbooks import RUNBOOKS, RunContext, RunResult, escalation
+from poolwarden.remediate.runbooks import RunContext, RunResult, escalation, runbook_for
 from poolwarden.store.db import Store
 
 log = logging.getLogger("poolwarden.remediate")
@@ -61,6 +62,13 @@ _FINAL_EVENT = {"done": "remediation_done", "dry_run": "remediation_done",
                 "skipped": "remediation_done", "failed": "remediation_failed",
                 "escalated": "remediation_escalated", "refused": "remediation_refused",
                 "cancelled": "remediation_cancelled"}
+
+
+def _queued(action: Action) -> bool:
+    """Goes through the per-pool queue: what changes a pool, and scripts (they may change
+    a host; one action per pool at a time). ``destructive`` keeps its own meaning for the
+    rules: scripts are matched as their own kind and may fire on UNKNOWN (a BMC reset)."""
+    return action.destructive or action is Action.SCRIPT
 
 
 class RemediationConfig(BaseModel):
@@ -108,14 +116,17 @@ class RemediationEngine:
                  clock: Callable[[], float] = time.time,
                  pools: Mapping[str, str] | None = None,
                  settings: ExecutorSettings | None = None,
-                 on_finished: Callable[[str], None] | None = None) -> None:
+                 on_finished: Callable[[str], None] | None = None,
+                 scripts: ScriptRunner | None = None) -> None:
         """``pools``: host name → pool name (:func:`host_pools`); a change's ``pool`` label
         is used for hosts not in it. ``incidents`` must be the manager that handles the
-        same state changes (its in-memory index finds a problem's open incident)."""
+        same state changes (its in-memory index finds a problem's open incident).
+        ``scripts`` runs the ``script`` action (None: scripts are not configured)."""
         self.config, self.rules, self.store = config, list(rules), store
         self.driver_for, self.incidents, self.send, self.clock = driver_for, incidents, send, clock
         self.pools = dict(pools or {})
         self.settings = settings
+        self.scripts = scripts
         #: told the pool's name when an action on it ended (the pool cache re-reads it)
         self.on_finished = on_finished
         #: the most recent outcomes, newest last (the demo and the API show them)
@@ -182,7 +193,7 @@ class RemediationEngine:
                 continue
             detected = Detected.of(c, p.pool, p.since)
             job = _Job(detected, d, p, fired)
-            if d.refused or (d.action.destructive and not p.pool):
+            if d.refused or (_queued(d.action) and not p.pool):
                 p.refused.add(fired)
                 reason = d.refused or f"{c.host} belongs to no configured pool"
                 await self._finish(job, RunResult("refused", reason))
@@ -190,7 +201,7 @@ class RemediationEngine:
             if not d.ready(now):
                 continue  # sustained: tick() looks again
             p.fired.add(fired)
-            if d.action.destructive:
+            if _queued(d.action):
                 await self._enqueue(job)
             else:
                 await self._event(job, "remediation_detected",
@@ -248,7 +259,7 @@ class RemediationEngine:
         if self._problems.get((d.host, d.check)) is not p:
             return RunResult("cancelled", f"{d.check} on {d.host} is no longer "
                              f"{d.state}: nothing to do")
-        if d.host in self._agent_down:
+        if d.host in self._agent_down and job.decision.action.destructive:
             p.fired.discard(job.fired)  # why: fire again once the agent answers
             return RunResult("refused", f"{d.host}'s BMC agent stopped answering while the "
                              "action waited: the problem cannot be confirmed")
@@ -258,9 +269,9 @@ class RemediationEngine:
         d, decision = job.detected, job.decision
         ctx = RunContext(self.store, self.config, self.driver_for,
                          lambda kind, msg, data: self._event_now(job, kind, msg, data),
-                         self.clock, self.settings)
+                         self.clock, self.settings, self.scripts)
         try:
-            return await asyncio.to_thread(RUNBOOKS[decision.action].run, d, decision, ctx)
+            return await asyncio.to_thread(runbook_for(decision.action).run, d, decision, ctx)
         except PoolwardenError as exc:
             if exc.retryable:  # XAPI unreachable, busy: the job keeps its place; a person
                 reason = f"{exc}; poolwarden keeps retrying"  # knows it is stuck
@@ -293,7 +304,7 @@ class RemediationEngine:
             "summary": result.summary, "remediation": result.remediation,
             "incident": job.incident_id, "messages": [m.key for m in result.messages],
             "report": result.report})
-        if self.on_finished is not None and decision.action.destructive:
+        if self.on_finished is not None and _queued(decision.action):
             self.on_finished(d.pool)
 
     async def _send(self, messages: Sequence[Message]) -> None:
@@ -327,6 +338,16 @@ class RemediationEngine:
 
     # --- for the service, the demo and tests -------------------------------------------
 
+    def forget(self, hosts: set[str]) -> None:
+        """Stop following the problems of ``hosts`` (their partition moved to another
+        master); queued jobs for them are dropped, a running one finishes under its
+        pool lease."""
+        for key in [k for k in self._problems if k[0] in hosts]:
+            del self._problems[key]
+        for q in self._queues.values():
+            for job in [j for j in q if j.detected.host in hosts]:
+                q.remove(job)
+
     def queued(self) -> dict[str, list[str]]:
         """pool → the jobs waiting or running, oldest first (``host check action``)."""
         return {pool: [f"{j.detected.host} {j.detected.check} {j.decision.action}" for j in q]
@@ -359,16 +380,25 @@ def host_pools(pools: Sequence[PoolConfig]) -> dict[str, str]:
     return {h.name: p.name for p in pools for h in p.hosts}
 
 
-def xapi_driver_for(pools: Sequence[PoolConfig], *,
+def pool_driver_for(pools: Sequence[PoolConfig], *, ssh_default: SshConfig | None = None,
                     timeout: float = 30.0) -> Callable[[str], PoolDriver]:
-    """The engine's ``driver_for``: a fresh :class:`XenAPIDriver` per remediation, from the
-    pool's ``xapi:`` (the engine closes it). Blocking; the engine calls it in a thread."""
+    """The engine's ``driver_for``: a fresh driver per remediation (the engine closes it),
+    chosen by the pool's ``driver``: the XenAPI SDK from ``xapi:`` (``timeout`` is its
+    socket timeout), or ``xe`` over SSH from ``xe_ssh:``, whose ``ssh`` defaults to
+    ``ssh_default`` (the service passes ``scripts.ssh``), else to the built-in SSH settings.
+    Blocking; the engine calls it in a thread."""
     by_name = {p.name: p for p in pools}
 
     def connect(pool: str) -> PoolDriver:
+        cfg = by_name.get(pool)
+        if cfg is not None and cfg.driver == "xe_ssh" and cfg.xe_ssh is not None:
+            from poolwarden.config.models import SshConfig
+            from poolwarden.hypervisor.xe_ssh import driver_from_config
+
+            ssh = cfg.xe_ssh.ssh or ssh_default or SshConfig()
+            return driver_from_config(cfg.xe_ssh, ssh, pool=pool)
         from poolwarden.hypervisor.xenapi import XenAPIDriver
 
-        cfg = by_name.get(pool)
         if cfg is None or cfg.xapi is None:
             raise ConfigError(f"pool {pool!r} has no xapi: section: poolwarden cannot act "
                               "on it", field=f"pools.{pool}.xapi")
@@ -379,4 +409,9 @@ def xapi_driver_for(pools: Sequence[PoolConfig], *,
     return connect
 
 
-__all__ = ["RemediationConfig", "RemediationEngine", "host_pools", "xapi_driver_for"]
+#: the factory's former name (it only made XenAPI drivers then)
+xapi_driver_for = pool_driver_for
+
+
+__all__ = ["RemediationConfig", "RemediationEngine", "host_pools", "pool_driver_for",
+           "xapi_driver_for"]

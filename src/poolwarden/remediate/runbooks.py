@@ -10,8 +10,8 @@ timeline through ``RunContext.event``.
 - ``evacuate``: host maintenance through :func:`host_maintenance` (the pool lease, the
   journal, resume, plan, execution) after the safety limits; ``shutdown``: the same, then
   power the host off. Past a limit, or with an infeasible plan, a person is asked instead.
-- ``script``: a placeholder — the SSH script runner is a later issue, so it records that
-  the action is not available yet and escalates to a person.
+- ``script``: a vetted script on the problem's host (:mod:`.script_action`, looked up by
+  :func:`runbook_for`: it builds on this module, so it is not imported here).
 - ``none``: nothing.
 """
 
@@ -35,6 +35,7 @@ from poolwarden.store.lease import LeaseHeld
 
 if TYPE_CHECKING:
     from poolwarden.remediate.engine import RemediationConfig
+    from poolwarden.remediate.script_action import ScriptRunner
 
 HOUR = 3600.0
 #: journal statuses of a remediation that changed nothing (not an "action" for the limits)
@@ -63,7 +64,8 @@ class RunResult:
 @dataclass(frozen=True)
 class RunContext:
     """What a runbook may use. ``event(kind, message, data)`` writes a timeline entry on
-    the incident that triggered the run (callable from the worker thread)."""
+    the incident that triggered the run (callable from the worker thread); ``scripts``
+    runs vetted scripts (None: no ``scripts:`` configured)."""
 
     store: Store
     config: RemediationConfig
@@ -71,6 +73,7 @@ class RunContext:
     event: Callable[[str, str, dict[str, Any]], None]
     clock: Callable[[], float] = time.time
     settings: ExecutorSettings | None = None
+    scripts: ScriptRunner | None = None
 
 
 class Runbook(Protocol):
@@ -81,7 +84,8 @@ class Runbook(Protocol):
     def run(self, detected: Detected, decision: Decision, ctx: RunContext) -> RunResult: ...
 
 
-def _labels(d: Detected, decision: Decision, **extra: str) -> dict[str, str]:
+def message_labels(d: Detected, decision: Decision, **extra: str) -> dict[str, str]:
+    """The labels the notifier routes a one-off message on."""
     return {"severity": decision.severity, "host": d.host, "pool": d.pool, "check": d.check,
             "kind": d.kind, "rule": decision.rule, "action": str(decision.action), **extra}
 
@@ -89,7 +93,9 @@ def _labels(d: Detected, decision: Decision, **extra: str) -> dict[str, str]:
 def escalation(d: Detected, decision: Decision, reason: str, *, would: Sequence[str] = (),
                key: str, clock: Callable[[], float] = time.time) -> Message:
     """A critical message to a person: poolwarden did not act, and what it would have done."""
-    body = [f"poolwarden did NOT {decision.action} {d.host}: {reason}", "",
+    verb = (f"run script {decision.script.name} on" if decision.action is Action.SCRIPT
+            and decision.script is not None else str(decision.action))
+    body = [f"poolwarden did NOT {verb} {d.host}: {reason}", "",
             f"Detected: {d.summary()}", f"Rule: {decision.rule} → {decision.action}"]
     if would:
         body += ["", "What would have been done:", *[f"  {i}. {w}" for i, w in
@@ -97,8 +103,8 @@ def escalation(d: Detected, decision: Decision, reason: str, *, would: Sequence[
     body += ["", f"A person must decide what to do with {d.host}; {_fix(d)}."]
     return Message(key=key, severity="critical",
                    subject=f"[poolwarden] {d.host}: {decision.action} NOT done — {reason}",
-                   body="\n".join(body), labels=_labels(d, decision, severity="critical"),
-                   ts=clock())
+                   body="\n".join(body),
+                   labels=message_labels(d, decision, severity="critical"), ts=clock())
 
 
 def _fix(d: Detected) -> str:
@@ -125,21 +131,6 @@ class NoAction:
 
     def run(self, detected: Detected, decision: Decision, ctx: RunContext) -> RunResult:
         return RunResult("noop", f"rule {decision.rule} says: leave it alone")
-
-
-class Script:
-    """Placeholder until the SSH script runner exists (a later issue): ask a person."""
-
-    action = Action.SCRIPT
-
-    def run(self, detected: Detected, decision: Decision, ctx: RunContext) -> RunResult:
-        spec = decision.script
-        call = f"{spec.name} {' '.join(spec.args)}".strip() if spec else "?"
-        reason = "running scripts is not available yet (the script runner is a later issue)"
-        msg = escalation(detected, decision, reason, would=[f"run `{call}` on {detected.host}"],
-                         key=f"script:{decision.rule}:{detected.key}:{detected.since:.3f}",
-                         clock=ctx.clock)
-        return RunResult("escalated", reason, (msg,))
 
 
 def hosts_down_by_us(records: Sequence[RemediationRecord], snap: PoolSnapshot,
@@ -305,10 +296,21 @@ class Shutdown(Evacuate):
     power_off = True
 
 
+#: the action items defined here; :func:`runbook_for` adds ``script``
 RUNBOOKS: dict[Action, Runbook] = {
     Action.NOTIFY: Notify(), Action.EVACUATE: Evacuate(), Action.SHUTDOWN: Shutdown(),
-    Action.SCRIPT: Script(), Action.NONE: NoAction(),
+    Action.NONE: NoAction(),
 }
+
+
+def runbook_for(action: Action) -> Runbook:
+    """The runbook of ``action``. The script one is imported here, not at the top: it
+    builds on this module (RunResult, escalation), which must load first."""
+    if action is Action.SCRIPT:
+        from poolwarden.remediate.script_action import SCRIPT
+
+        return SCRIPT
+    return RUNBOOKS[action]
 
 
 # --- the report ----------------------------------------------------------------------
@@ -385,11 +387,12 @@ def report_message(o: MaintenanceOutcome, d: Detected, decision: Decision, *,
     severity = decision.severity if ok else "critical"
     return Message(key=f"remediation:{r.id}", severity=severity,
                    subject=f"[poolwarden] {_headline(o)}", body="\n".join(lines),
-                   labels=_labels(d, decision, severity=severity, remediation=str(r.id),
+                   labels=message_labels(d, decision, severity=severity, remediation=str(r.id),
                                   status=r.status),
                    ts=clock())
 
 
-__all__ = ["FIX_HINTS", "RUNBOOKS", "Evacuate", "NoAction", "Notify", "RunContext",
-           "RunResult", "Runbook", "Script", "Shutdown", "escalation", "hosts_down_by_us",
-           "limit_breach", "plan_summary", "remediation_report", "report_message"]
+__all__ = ["FIX_HINTS", "HOUR", "RUNBOOKS", "Evacuate", "NoAction", "Notify", "RunContext",
+           "RunResult", "Runbook", "Shutdown", "escalation", "hosts_down_by_us",
+           "limit_breach", "message_labels", "plan_summary", "remediation_report",
+           "report_message", "runbook_for"]

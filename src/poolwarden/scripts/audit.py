@@ -9,9 +9,11 @@ replaced (PostgreSQL text refuses them). No key material is ever passed here.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from poolwarden.errors import (
     AuthenticationFailed,
@@ -58,37 +60,62 @@ def history(store: Store, limit: int = 100) -> list[ScriptRun]:
         return list(s.scalars(select(ScriptRun).order_by(ScriptRun.id.desc()).limit(limit)))
 
 
+def count_runs(store: Store, *, hosts: list[str], since: float, who_prefix: str = "") -> int:
+    """Runs (refusals not counted: nothing ran) on ``hosts`` started since ``since`` by a
+    ``who`` starting with ``who_prefix``: what the rule scripts' hourly limit counts."""
+    if not hosts:
+        return 0
+    query = (select(func.count()).select_from(ScriptRun)
+             .where(ScriptRun.host.in_(hosts), ScriptRun.started_at >= since,
+                    ScriptRun.status != SCRIPT_REFUSED,
+                    ScriptRun.who.startswith(who_prefix, autoescape=True)))
+    with store.session() as s:
+        return int(s.scalar(query) or 0)
+
+
+def run_json(row: ScriptRun) -> dict[str, Any]:
+    """One audit row as the API shows it (who, what, where, when, result)."""
+    return {"id": row.id, "who": row.who, "host": row.host, "script": row.script,
+            "args": list(row.args or []), "started_at": row.started_at,
+            "finished_at": row.finished_at, "status": row.status,
+            "exit_status": row.exit_status, "output": row.output, "error": row.error}
+
+
 async def run_audited(
     store: Store, catalog: ScriptCatalog, *, who: str, host: str, address: str, port: int,
     script: str, args: list[str] | tuple[str, ...], user: str, key_file: Path | str,
     known_hosts: Path | str, timeout: float, max_output: int = DEFAULT_MAX_OUTPUT,
+    connect_timeout: float | None = None,
 ) -> tuple[ScriptResult, int]:
     """Validate, run, journal: the result and its audit row id.
 
     Raises what validation or the connection raised, after journalling it: ``UsageError``
     (refused: bad name, arguments, script) and ``OperationRefused``/``AuthenticationFailed``
-    are ``refused``; anything else (unreachable host) is ``failed``.
+    are ``refused``; anything else (unreachable host) is ``failed``. The journal is
+    written from a worker thread: the caller's loop may be the service's.
     """
     started = now()
 
-    def journal(status: str, error: str, exit_status: int | None = None,
-                output: str = "") -> int:
-        return record(store, who=who, host=host, script=script, args=args,
-                      started_at=started, status=status, exit_status=exit_status,
-                      output=output, error=error)
+    async def journal(status: str, error: str, exit_status: int | None = None,
+                      output: str = "") -> int:
+        return await asyncio.to_thread(
+            record, store, who=who, host=host, script=script, args=args,
+            started_at=started, status=status, exit_status=exit_status, output=output,
+            error=error)
 
     try:
         prepared, checked = catalog.prepare(script, args)
         result = await run_script(host, address, port, prepared, checked, user=user,
                                   key_file=key_file, known_hosts=known_hosts,
-                                  timeout=timeout, max_output=max_output)
+                                  timeout=timeout, max_output=max_output,
+                                  connect_timeout=connect_timeout)
     except (UsageError, OperationRefused, AuthenticationFailed) as exc:
-        journal(SCRIPT_REFUSED, str(exc))
+        await journal(SCRIPT_REFUSED, str(exc))
         raise
     except PoolwardenError as exc:
-        journal(SCRIPT_FAILED, str(exc))
+        await journal(SCRIPT_FAILED, str(exc))
         raise
     output = result.stdout + (f"\n--- stderr ---\n{result.stderr}" if result.stderr else "")
-    run_id = journal(result.status, "timed out" if result.timed_out else "",
-                     result.exit_status, output)
+    run_id = await journal(result.status, "timed out" if result.timed_out else "",
+                           result.exit_status, output)
     return result, run_id

@@ -3,6 +3,16 @@
 What travels: the script's bytes on stdin to ``/bin/sh -s --`` followed by the already
 validated arguments, each ``shlex.quote``d. The remote command line is built only from
 constants and quoted, validated values: nothing an operator typed is interpolated raw.
+
+The remote side enforces its own deadline: ``/bin/sh`` runs under coreutils ``timeout``
+(present on XenServer/XCP-ng dom0; :func:`~poolwarden.scripts.ssh.with_deadline`), which
+makes itself a process-group leader and, once the deadline passes, sends TERM to the
+whole group, then KILL. Why not rely on the client: OpenSSH refuses the SSH ``signal``
+request for root sessions ("session signalling requires privilege separation"), and
+closing the channel of a command without a tty signals nothing: a sleeping script and
+its children lived on after our timeout (see docs/scripts.md). The remote deadline
+trails the client's, so the client sees its own timeout first; it also holds when
+poolwarden or the link dies.
 """
 
 from __future__ import annotations
@@ -13,9 +23,20 @@ from pathlib import Path
 from typing import Any
 
 from poolwarden.scripts.catalog import Script
-from poolwarden.scripts.ssh import DEFAULT_MAX_OUTPUT, SshTarget, run_remote
+from poolwarden.scripts.ssh import (
+    DEFAULT_MAX_OUTPUT,
+    KILL_AFTER,
+    REMOTE_GRACE,
+    SshTarget,
+    run_remote,
+    with_deadline,
+)
 
-__all__ = ["DEFAULT_MAX_OUTPUT", "ScriptResult", "remote_command", "run_script"]
+__all__ = ["DEFAULT_MAX_OUTPUT", "KILL_AFTER", "REMOTE_GRACE", "ScriptResult",
+           "remote_command", "run_script"]
+
+#: exit statuses of ``timeout`` when it ended the command (TERM: 124; KILL: 128 + 9)
+_REMOTE_TIMEOUT_STATUS = (124, 137)
 
 
 @dataclass
@@ -51,32 +72,38 @@ class ScriptResult:
         return doc
 
 
-def remote_command(args: tuple[str, ...]) -> str:
-    """``/bin/sh -s -- 'arg' ...``: the only command line ever sent."""
-    return " ".join(["/bin/sh", "-s", "--", *(shlex.quote(a) for a in args)])
+def remote_command(args: tuple[str, ...], *, timeout: float | None = None) -> str:
+    """``/bin/sh -s -- 'arg' ...``: the only command line ever sent; with ``timeout``,
+    under a remote deadline (:func:`~poolwarden.scripts.ssh.with_deadline`)."""
+    shell = " ".join(["/bin/sh", "-s", "--", *(shlex.quote(a) for a in args)])
+    return shell if timeout is None else with_deadline(shell, timeout)
 
 
 async def run_script(
     host: str, address: str, port: int, script: Script, args: tuple[str, ...] | list[str],
     *, user: str, key_file: Path | str, known_hosts: Path | str, timeout: float,
-    max_output: int = DEFAULT_MAX_OUTPUT,
+    max_output: int = DEFAULT_MAX_OUTPUT, connect_timeout: float | None = None,
 ) -> ScriptResult:
     """Run ``script`` with ``args`` on ``host`` (reached at ``address:port``).
 
     ``args`` are validated again here (cheap, and the runner must not rely on its
     callers). Raises ``AuthenticationFailed`` (key refused), ``OperationRefused`` (host
     key not trusted), ``ConnectionFailed`` (unreachable); a timeout is a result, not an
-    error, because the script may have done part of its work.
+    error, because the script may have done part of its work. ``connect_timeout``
+    defaults to ``timeout`` capped at 30 s.
     """
     checked = script.validate_args(tuple(args))
     target = SshTarget(host, address, key_file, known_hosts, port=port, user=user,
-                       connect_timeout=min(timeout, 30.0))
-    r = await run_remote(target, remote_command(checked), stdin=script.content,
-                         timeout=timeout, max_output=max_output)
+                       connect_timeout=connect_timeout or min(timeout, 30.0))
+    r = await run_remote(target, remote_command(checked, timeout=timeout),
+                         stdin=script.content, timeout=timeout, max_output=max_output)
+    # why: on a slow link the remote deadline may still win the race; it is a timeout too
+    remote_timeout = r.exit_status in _REMOTE_TIMEOUT_STATUS and r.duration >= timeout
     return ScriptResult(
-        host=host, script=script.name, args=checked, exit_status=r.exit_status,
+        host=host, script=script.name, args=checked,
+        exit_status=None if remote_timeout else r.exit_status,
         stdout=r.stdout.decode("utf-8", errors="replace"),
         stderr=r.stderr.decode("utf-8", errors="replace"),
         stdout_truncated=r.stdout_truncated, stderr_truncated=r.stderr_truncated,
-        timed_out=r.timed_out, duration=r.duration,
+        timed_out=r.timed_out or remote_timeout, duration=r.duration,
     )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,23 @@ from poolwarden.errors import AuthenticationFailed, ConnectionFailed, OperationR
 #: bytes kept per stream unless told otherwise
 DEFAULT_MAX_OUTPUT = 64 * 1024
 _CHUNK = 8192
+#: seconds a remote deadline (:func:`with_deadline`) trails the client's timeout
+REMOTE_GRACE = 2
+#: seconds between the remote TERM and KILL, for commands that ignore TERM
+KILL_AFTER = 5
+
+
+def with_deadline(command: str, timeout: float) -> str:
+    """``command`` under coreutils ``timeout``, so the host itself ends it: TERM to its
+    whole process group :data:`REMOTE_GRACE` s after the client's ``timeout``, KILL
+    :data:`KILL_AFTER` s later. Whole seconds: the portable form.
+
+    Why: for root sessions OpenSSH refuses the SSH ``signal`` request (no post-auth
+    privilege separation for root), and closing the channel of a command without a tty
+    signals nothing, so a timed-out command lived on (docs/scripts.md). ``command`` must
+    be a simple command (a program and quoted arguments), not a shell construct.
+    """
+    return f"timeout -s TERM -k {KILL_AFTER} {math.ceil(timeout) + REMOTE_GRACE} {command}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,3 +161,55 @@ def _kill(process: asyncssh.SSHClientProcess[bytes]) -> None:
     """Ask sshd to kill the remote command; closing the channel then hangs it up anyway."""
     with contextlib.suppress(OSError, asyncssh.Error):
         process.kill()
+
+
+class SshSession:
+    """One authenticated connection kept open for many commands (the ``xe_ssh`` driver runs
+    dozens a minute); opened on first use and opened again after it was lost.
+
+    A lost connection is ``ConnectionFailed``; only a caller whose command may safely run
+    twice (a read) passes ``retry=True`` to have it run once more on a new connection —
+    a command that changes the pool may have run before the connection broke. Keepalives
+    find a dead peer during long commands (a live migration).
+    """
+
+    def __init__(self, target: SshTarget, *, keepalive: float = 15.0) -> None:
+        self.target, self.keepalive = target, keepalive
+        self._conn: asyncssh.SSHClientConnection | None = None
+        self._lock: asyncio.Lock | None = None
+
+    async def connection(self) -> asyncssh.SSHClientConnection:
+        """The open connection, connecting (or reconnecting) first when there is none."""
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if self._conn is None or self._conn.is_closed():
+                self._conn = await connect(self.target)
+                self._conn.set_keepalive(self.keepalive, 3)
+            return self._conn
+
+    async def run(self, command: str, *, stdin: bytes = b"", timeout: float,
+                  max_output: int = DEFAULT_MAX_OUTPUT, retry: bool = False) -> RemoteResult:
+        """Run ``command`` on the kept connection (see the class docstring for ``retry``)."""
+        for attempt in range(2):
+            conn = await self.connection()
+            try:
+                return await run_on(conn, command, stdin=stdin, timeout=timeout,
+                                    max_output=max_output, where=self.target.where())
+            except ConnectionFailed:
+                self._forget(conn)
+                if not retry or attempt:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _forget(self, conn: asyncssh.SSHClientConnection) -> None:
+        if self._conn is conn:
+            conn.close()
+            self._conn = None
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+            with contextlib.suppress(OSError, asyncssh.Error):
+                await conn.wait_closed()
