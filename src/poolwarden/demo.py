@@ -56,7 +56,8 @@ class DemoResult:
     before: PoolSnapshot | None = None
     after: PoolSnapshot | None = None
     problems: list[str] = field(default_factory=list)
-    api: dict[str, str] | None = None  # with --serve: url and an admin token
+    #: with --serve: the API's url and an admin token, the dashboard's url and login
+    api: dict[str, Any] | None = None
 
 
 def demo_config(lab: Lab, layout: Layout, db: str, smtp: SmtpSink,
@@ -202,15 +203,21 @@ def _collect(result: DemoResult, monitor: Monitor, smtp: SmtpSink, hook: Webhook
 
 async def _serve(result: DemoResult, monitor: Monitor, store: Store, port: int,
                  ready: Callable[[DemoResult], None]) -> None:
-    """Keep the demo's API up (an admin token made for it) until SIGINT/SIGTERM."""
+    """Keep the demo's API and dashboard up (an admin token and an admin dashboard user
+    ``demo`` with a random password made for it) until SIGINT/SIGTERM."""
     from poolwarden.api.app import create_app
     from poolwarden.api.auth import create_token
     from poolwarden.api.serve import bind, serve_api
+    from poolwarden.api.users import create_user, generate_password
 
     sock = bind(f"127.0.0.1:{port}")
     try:
         token = create_token(store, "admin", "demo")
-        result.api = {"url": f"http://127.0.0.1:{sock.getsockname()[1]}", "token": token}
+        password = generate_password()
+        await asyncio.to_thread(create_user, store, "demo", "admin", password)
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        result.api = {"url": url, "token": token, "ui": f"{url}/ui/",
+                      "login": {"user": "demo", "password": password}}
         ready(result)
         done = asyncio.Event()
         loop = asyncio.get_running_loop()

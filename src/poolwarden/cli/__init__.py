@@ -9,6 +9,7 @@ import typer
 
 from poolwarden.cli import common
 from poolwarden.cli.check import check_app
+from poolwarden.cli.cluster import master_command, satellite_command
 from poolwarden.cli.common import (
     EXIT_FAILED,
     InsecureOpt,
@@ -37,6 +38,7 @@ from poolwarden.cli.render import (
 from poolwarden.cli.run import run_command
 from poolwarden.cli.snmp import snmp_app
 from poolwarden.cli.token import token_app
+from poolwarden.cli.user import user_app
 from poolwarden.cli.xescript import xescript_command
 from poolwarden.errors import UsageError
 
@@ -60,6 +62,9 @@ app.add_typer(incident_app, name="incident")
 app.add_typer(check_app, name="check")
 app.command("xescript")(xescript_command)
 app.add_typer(token_app, name="token")
+app.add_typer(user_app, name="user")
+app.command("master")(master_command)
+app.command("satellite")(satellite_command)
 
 
 @pool_app.command("status")

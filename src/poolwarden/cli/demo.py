@@ -39,8 +39,12 @@ def run_demo(layout_path: Path | None, as_json: bool, verbose: bool = False,
         else:
             render(out, result)
             if result.api:
+                login = result.api["login"]
                 out.print(f"\nAPI: {result.api['url']}  (admin token: {result.api['token']})"
-                          "\nCtrl-C stops the lab and the service.")
+                          f"\nDashboard: {result.api['ui']}  (user {login['user']}, "
+                          f"password {login['password']})"
+                          "\nCtrl-C stops the lab and the service.", markup=False,
+                          soft_wrap=True)
 
     result = asyncio.run(run_scenario(site, lambda s: console.print(f"• {s}"), serve=serve,
                                       ready=ready))

@@ -19,22 +19,26 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import select
+
 from poolwarden.errors import ConfigError, NotFound, OperationRefused, UsageError
 from poolwarden.hypervisor.base import PoolDriver, PoolSnapshot
 from poolwarden.hypervisor.cache import CachedPool, PoolCache
 from poolwarden.incidents.manager import IncidentManager
-from poolwarden.incidents.model import IncidentRecord
+from poolwarden.incidents.model import IncidentRecord, Status
 from poolwarden.incidents.samples import SampleWriter
 from poolwarden.messages import State
-from poolwarden.remediate.engine import host_pools, xapi_driver_for
+from poolwarden.remediate.engine import host_pools, pool_driver_for
 from poolwarden.remediate.executor import ExecutorSettings
 from poolwarden.remediate.maintenance import MaintenanceOutcome, host_maintenance
 from poolwarden.store.db import Store, now
 from poolwarden.store.journal import RemediationJournal, RemediationRecord
+from poolwarden.store.models import Notification
 
 if TYPE_CHECKING:
     from poolwarden.config.models import Config, HostConfig
     from poolwarden.evaluate.state import CheckStatus
+    from poolwarden.messages import CheckResult
     from poolwarden.scripts.catalog import ScriptCatalog
     from poolwarden.scripts.runner import ScriptResult
     from poolwarden.service import Monitor
@@ -100,7 +104,8 @@ class Operations:
         self.incidents = incidents or (monitor.incidents if monitor is not None
                                        else IncidentManager(store))
         self.driver_for = driver_for or (monitor.driver_for if monitor is not None
-                                         else xapi_driver_for(config.pools))
+                                         else pool_driver_for(
+            config.pools, ssh_default=config.scripts.ssh if config.scripts else None))
         self.pool_cache = pools or (monitor.pools if monitor is not None else PoolCache(
             [p.name for p in config.pools], self.driver_for))
         self.settings = settings
@@ -123,8 +128,7 @@ class Operations:
         mon = self.monitor
         if mon is None:
             return []
-        found = [st for h, c in mon.checks(host)
-                 if (st := mon.engine.status(h, c)) is not None]
+        found = mon.check_statuses(host)
         found.sort(key=lambda st: (-st.state.severity, st.state_type != "HARD", st.host,
                                    st.check))
         return found
@@ -197,6 +201,36 @@ class Operations:
         recent = RemediationJournal(self.store).recent(pool=name, limit=1)
         doc["last_remediation"] = remediation_json(recent[0]) if recent else None
         return doc
+
+    def pool_of(self, host: str) -> str:
+        """The configured pool of ``host`` ("" for a host outside the configuration)."""
+        return self._pool_of.get(host, "")
+
+    def last_result(self, host: str, check: str) -> CheckResult | None:
+        """The check's latest result (output, reading), from the live monitor."""
+        return self.monitor.last_result(host, check) if self.monitor is not None else None
+
+    def open_incidents(self) -> dict[tuple[str, str], IncidentRecord]:
+        """Unresolved incidents by (host, check), without timelines: the dashboard marks
+        the board's rows with them (acknowledged or not) in one read per render."""
+        found: dict[tuple[str, str], IncidentRecord] = {}
+        for status in (Status.OPEN, Status.ACKNOWLEDGED, Status.IN_PROGRESS):
+            for rec in self.incidents.list(status=status, limit=1_000_000):
+                found.setdefault((rec.host, rec.check), rec)
+        return found
+
+    def notifications(self, limit: int = 100, offset: int = 0, status: str | None = None,
+                      ) -> list[dict[str, Any]]:
+        """The notification ledger, newest first; ``channel`` is the redacted URL."""
+        q = select(Notification).order_by(Notification.id.desc()).limit(limit).offset(offset)
+        if status is not None:
+            q = q.where(Notification.status == status)
+        with self.store.session() as s:
+            return [{"id": r.id, "key": r.key, "receiver": r.receiver, "channel": r.channel,
+                     "severity": r.severity, "subject": r.subject, "status": r.status,
+                     "attempts": r.attempts, "error": r.error, "created_at": r.created_at,
+                     "ts": r.sent_at if r.sent_at is not None else r.created_at}
+                    for r in s.scalars(q)]
 
     async def refresh_pool(self, name: str) -> dict[str, Any]:
         if self.pool_cache.get(name) is None:

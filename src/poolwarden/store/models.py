@@ -329,3 +329,71 @@ class ScriptRun(Base):
     status: Mapped[str] = mapped_column(String(20))
     output: Mapped[str] = mapped_column(Text, default="")
     error: Mapped[str] = mapped_column(Text, default="")
+
+
+# --- dashboard users and browser sessions (migration 0006) ---------------------------------
+
+
+class WebUser(Base):
+    """A person who logs in to the dashboard (``api.users``): a name, a role and a salted
+    scrypt hash of the password — never the password."""
+
+    __tablename__ = "web_user"
+    __table_args__ = (UniqueConstraint("name", name="uq_web_user_name"),
+                      {"sqlite_autoincrement": True})
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    #: lower case (``api.users.normalise_name``): "Alice" and "alice" are one person
+    name: Mapped[str] = mapped_column(String(64))
+    #: viewer | operator | admin
+    role: Mapped[str] = mapped_column(String(20))
+    #: ``scrypt$<log2 n>$<r>$<p>$<salt>$<hash>`` (base64 parts)
+    password_hash: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[float] = mapped_column(Float)
+    disabled_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class WebSession(Base):
+    """A browser login (``api.web.sessions``). ``id`` is the SHA-256 of the cookie's random
+    secret: a leaked table cannot be replayed as cookies."""
+
+    __tablename__ = "web_session"
+    __table_args__ = (Index("ix_web_session_user_id", "user_id"),
+                      Index("ix_web_session_expires_at", "expires_at"))
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("web_user.id", ondelete="CASCADE"))
+    #: the synchronizer token every state-changing request of this session must carry
+    csrf: Mapped[str] = mapped_column(String(64))
+    #: the client address at login (for the audit log and ``user list``)
+    address: Mapped[str] = mapped_column(String(100), default="")
+    created_at: Mapped[float] = mapped_column(Float)
+    last_seen: Mapped[float] = mapped_column(Float)
+    #: absolute end (``api.session_max`` after login); idle expiry uses ``last_seen``
+    expires_at: Mapped[float] = mapped_column(Float)
+
+
+# --- the distributed mode (migration 0007) ---------------------------------------------
+
+
+class CheckStateRow(Base):
+    """The state engine's record of one check, written by its partition's owner."""
+
+    __tablename__ = "check_state"
+
+    host: Mapped[str] = mapped_column(String(200), primary_key=True)
+    check: Mapped[str] = mapped_column(String(400), primary_key=True)
+    partition: Mapped[int] = mapped_column(Integer, index=True)
+    state: Mapped[int] = mapped_column(SmallInteger)
+    hard: Mapped[bool] = mapped_column()
+    attempt: Mapped[int] = mapped_column(Integer)
+    max_attempts: Mapped[int] = mapped_column(Integer)
+    flap_bits: Mapped[int] = mapped_column(Integer)
+    flapping: Mapped[bool] = mapped_column()
+    unreach: Mapped[int] = mapped_column(Integer)
+    last_check: Mapped[float] = mapped_column(Float)
+    last_change: Mapped[float] = mapped_column(Float)
+    output: Mapped[str] = mapped_column(Text)
+    #: the sensor reading at the last write (kind, value, thresholds, device status)
+    reading: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    updated_at: Mapped[float] = mapped_column(Float)
