@@ -24,7 +24,7 @@ from poolwarden.collect.jobs import JobRunner, JobSpec, build_jobs
 from poolwarden.collect.scheduler import Job, Scheduler
 from poolwarden.config.models import Config
 from poolwarden.evaluate.rules import MatchContext, RuleConfig, match, problem_kind
-from poolwarden.evaluate.state import AGENT_CHECK, StateEngine
+from poolwarden.evaluate.state import AGENT_CHECK, CheckStatus, StateEngine
 from poolwarden.evaluate.state import CheckConfig as EngineCheckConfig
 from poolwarden.hypervisor.base import PoolDriver
 from poolwarden.hypervisor.cache import PoolCache
@@ -34,8 +34,9 @@ from poolwarden.incidents.retention import archive
 from poolwarden.incidents.samples import SampleWriter
 from poolwarden.messages import Alert, CheckResult, State, StateChange
 from poolwarden.notify.notifier import Notifier
-from poolwarden.remediate.engine import RemediationEngine, host_pools, xapi_driver_for
+from poolwarden.remediate.engine import RemediationEngine, host_pools, pool_driver_for
 from poolwarden.remediate.executor import ExecutorSettings
+from poolwarden.scripts.service import configured_scripts
 from poolwarden.store.db import Store
 
 log = logging.getLogger("poolwarden")
@@ -83,6 +84,13 @@ class AlertBuilder:
             alerts.append(alert)
         return alerts
 
+    def forget(self, hosts: set[str]) -> list[str]:
+        """Drop the firing alerts of ``hosts`` (their partition moved); their keys."""
+        keys = [k for k, a in self._firing.items() if a.labels.get("host") in hosts]
+        for k in keys:
+            del self._firing[k]
+        return keys
+
     def acknowledged(self, incident_ids: set[int], now: float) -> list[Alert]:
         """Firing alerts whose incident was acknowledged (or un-acknowledged) since they
         were last submitted: an acknowledgement stops repeats and escalation."""
@@ -124,7 +132,8 @@ class Monitor:
         self.notifier = notifier or Notifier(config.notify, store)
         pools = host_pools(config.pools)
         self.alerts = AlertBuilder(config.rules, pools)
-        self.driver_for = driver_for or xapi_driver_for(config.pools)
+        self.driver_for = driver_for or pool_driver_for(
+            config.pools, ssh_default=config.scripts.ssh if config.scripts else None)
         #: the last known state of each pool that poolwarden can read, for people
         self.pools = PoolCache([p.name for p in config.pools if p.xapi or p.xe_ssh],
                                self.driver_for)
@@ -132,7 +141,8 @@ class Monitor:
             config.remediation, config.rules, store,
             driver_for=self.driver_for, incidents=self.incidents,
             send=self.notifier.send, pools=pools, settings=executor,
-            on_finished=self._remediation_finished)
+            on_finished=self._remediation_finished,
+            scripts=configured_scripts(config, store))
         self.bus.subscribe(RESULTS, self._evaluate, name="evaluate")
         self.bus.subscribe(CHANGES, self._record, name="incidents")
         self.stats = MonitorStats()
@@ -147,12 +157,20 @@ class Monitor:
     def _config_for(self, host: str, check: str) -> EngineCheckConfig | None:
         return self._per_check.get((host, check))
 
+    #: how many partitions the catalog is cut into (1: this process does everything)
+    partition_count = 1
+
+    def schedules(self, spec: JobSpec) -> bool:
+        """Whether this process schedules ``spec`` (a master: only its partitions')."""
+        return True
+
     def _build_jobs(self) -> None:
         m = self.config.monitoring
-        self.catalog = build_jobs(self.config)
+        self.catalog = build_jobs(self.config, partitions=self.partition_count)
         for spec in self.catalog.values():
             self._configure(spec)
-            self.scheduler.add(self.job_of(spec))
+            if self.schedules(spec):
+                self.scheduler.add(self.job_of(spec))
         self.scheduler.add(Job("store/samples", SAMPLE_FLUSH_EVERY, self._flush_samples))
         r = self.config.retention
         self.scheduler.add(Job("store/retention", r.every, self._archive, timeout=600.0))
@@ -196,7 +214,8 @@ class Monitor:
         return min((self.engine.next_interval(host, c) for c in checks), default=None)
 
     # -- the pipeline ---------------------------------------------------------------------
-    async def _evaluate(self, batch: Sequence[CheckResult]) -> None:
+    def evaluate(self, batch: Sequence[CheckResult]) -> list[StateChange]:
+        """Results → state changes (the state engine; no I/O but the samples buffer)."""
         now = time.time()
         changes: list[StateChange] = []
         for result in batch:
@@ -207,11 +226,19 @@ class Monitor:
             changes.extend(self.engine.process(result, now))
             self.samples.add(result)
         self.stats.results += len(batch)
+        self.stats.changes += len(changes)
+        return changes
+
+    async def _evaluate(self, batch: Sequence[CheckResult]) -> None:
+        changes = self.evaluate(batch)
         if changes:
-            self.stats.changes += len(changes)
             await self.bus.publish(CHANGES, changes)
 
     async def _record(self, batch: Sequence[StateChange]) -> None:
+        await self.record(batch)
+
+    async def record(self, batch: Sequence[StateChange]) -> None:
+        """State changes → incidents (durable first), remediation, alerts."""
         for c in batch:
             log.info("%s %s %s %s → %s: %s", c.state_type, c.host, c.check, c.old_state.name,
                      c.new_state.name, c.output.splitlines()[0] if c.output else "")
@@ -299,6 +326,11 @@ class Monitor:
             await self.remediation.close()
             await self.notifier.aclose()
             await asyncio.to_thread(self.samples.flush)
+
+    def check_statuses(self, host: str | None = None) -> list[CheckStatus]:
+        """Current states (of ``host`` only, if given), unsorted."""
+        return [st for h, c in self.checks(host)
+                if (st := self.engine.status(h, c)) is not None]
 
     def checks(self, host: str | None = None) -> list[tuple[str, str]]:
         """Every (host, check) seen so far (of ``host`` only, if given): what the API and

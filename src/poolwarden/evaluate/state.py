@@ -28,14 +28,14 @@ again" result. Semantics follow Icinga 2 (MONITORING.md "States"):
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from poolwarden.errors import ConfigError
 from poolwarden.messages import CheckResult, FlappingChange, Reading, State, StateChange, StateType
 
 __all__ = ["AGENT_CHECK", "FLAPPING_WINDOW", "AgentOf", "CheckConfig", "CheckStatus",
-           "StateEngine", "snmp_agent"]
+           "SavedCheck", "StateEngine", "snmp_agent"]
 
 #: the host-level check that stands for a host's SNMP agent (the BMC) as a whole
 AGENT_CHECK = "snmp/agent"
@@ -103,6 +103,28 @@ class CheckStatus:
     last_change: float
 
 
+@dataclass(frozen=True, slots=True)
+class SavedCheck:
+    """Everything the engine knows of one check, to hand it to another process (a master
+    taking a partition over) with its attempts and flapping history intact."""
+
+    host: str
+    check: str
+    state: State
+    hard: bool
+    attempt: int
+    flap_bits: int
+    flapping: bool
+    unreach: int
+    last_check: float
+    last_change: float
+
+    def essence(self) -> tuple[State, bool, int, int, bool, int]:
+        """What must be persisted again when it changes (``last_check`` alone need not)."""
+        return (self.state, self.hard, self.attempt, self.flap_bits, self.flapping,
+                self.unreach)
+
+
 @dataclass(slots=True, eq=False)
 class _Agent:
     """Reachability of one host's agent; ``rec`` is the agent check's own record."""
@@ -131,7 +153,7 @@ class _Check:
 class StateEngine:
     """Turns a stream of :class:`CheckResult` into :class:`StateChange` events."""
 
-    __slots__ = ("_agent_of", "_agents", "_checks", "_config_for", "default")
+    __slots__ = ("_agent_of", "_agents", "_checks", "_config_for", "_folded", "default")
 
     def __init__(self, default: CheckConfig | None = None, *,
                  config_for: Callable[[str, str], CheckConfig | None] | None = None,
@@ -144,6 +166,8 @@ class StateEngine:
         self._agent_of = agent_of
         self._checks: dict[tuple[str, str], _Check] = {}
         self._agents: dict[tuple[str, str], _Agent] = {}
+        #: hosts whose satellites' zone does not answer: every check shows UNKNOWN
+        self._folded: set[str] = set()
 
     def __len__(self) -> int:
         return len(self._checks)
@@ -312,14 +336,65 @@ class StateEngine:
         rec = self._checks.get((host, check))
         if rec is None:
             return None
-        folded = bool(rec.unreach and rec.agent is not None and rec.agent.down
-                      and rec.agent.rec is not rec)
+        folded = host in self._folded or bool(
+            rec.unreach and rec.agent is not None and rec.agent.down
+            and rec.agent.rec is not rec)
         bits = rec.flap_bits
         return CheckStatus(
             host, check, State.UNKNOWN if folded else rec.state,
             _HARD if rec.hard else _SOFT, rec.attempt, rec.config.max_attempts,
             rec.flapping, (_FLAP_NEW[bits & 1023] + _FLAP_OLD[bits >> 10]) / 10,
             folded, rec.last_check, rec.last_change)
+
+    # -- moving checks between processes (distributed mode) ------------------------------
+
+    def saved(self, host: str, check: str) -> SavedCheck | None:
+        rec = self._checks.get((host, check))
+        if rec is None:
+            return None
+        return SavedCheck(rec.host, rec.check, rec.state, rec.hard, rec.attempt,
+                          rec.flap_bits, rec.flapping, rec.unreach, rec.last_check,
+                          rec.last_change)
+
+    def keys(self, hosts: set[str] | None = None) -> list[tuple[str, str]]:
+        """(host, check) of every record (of ``hosts`` only, if given)."""
+        return [k for k in self._checks if hosts is None or k[0] in hosts]
+
+    def restore(self, saved: Iterable[SavedCheck]) -> int:
+        """Take records over from another process; an agent whose folded checks were
+        unreachable is down again, so the outage goes on being one problem."""
+        n = 0
+        for sv in saved:
+            rec = self._record(sv.host, sv.check)
+            rec.state, rec.hard, rec.attempt = sv.state, sv.hard, sv.attempt
+            rec.flap_bits, rec.flapping, rec.unreach = sv.flap_bits, sv.flapping, sv.unreach
+            rec.last_check, rec.last_change = sv.last_check, sv.last_change
+            if rec.unreach and rec.agent is not None:
+                rec.agent.down = True
+                rec.agent.rounds = max(rec.agent.rounds, rec.unreach)
+            n += 1
+        return n
+
+    def forget(self, hosts: set[str]) -> int:
+        """Drop every record of ``hosts`` (their partition moved to another master)."""
+        gone = [k for k in self._checks if k[0] in hosts]
+        for k in gone:
+            del self._checks[k]
+        for k in [k for k in self._agents if k[0] in hosts]:
+            del self._agents[k]
+        self._folded -= hosts
+        return len(gone)
+
+    def fold_hosts(self, hosts: Iterable[str], folded: bool) -> None:
+        """Show every check of ``hosts`` as UNKNOWN/unreachable (their zone's satellites
+        are gone) without a state change: the zone is the one problem, not each host."""
+        if folded:
+            self._folded.update(hosts)
+        else:
+            self._folded.difference_update(hosts)
+
+    def folded_hosts(self) -> set[str]:
+        return set(self._folded)
 
     def unreachable_hosts(self, agent_check: str = AGENT_CHECK) -> list[str]:
         """Hosts whose agent currently does not answer."""

@@ -160,6 +160,19 @@ class Grouper:
                 self._escalated = {e for e in self._escalated if e[1] != alert.key}
         return unrouted
 
+    def forget(self, keys: Iterable[str]) -> None:
+        """Drop alerts without resolving them: another master owns them now (it
+        rebuilds them from the incidents, and the ledger knows what was sent)."""
+        for key in keys:
+            for gk in self._where.pop(key, set()):
+                g = self._groups.get(gk)
+                if g is not None:
+                    g.alerts.pop(key, None)
+                    g.notified.discard(key)
+                    if not g.alerts:
+                        del self._groups[gk]
+            self._escalated = {e for e in self._escalated if e[1] != key}
+
     def _fire(self, alert: Alert, m: RouteMatch, now: float) -> GroupKey:
         labels = tuple((name, alert.labels.get(name, "")) for name in m.group_by)
         gk = (m.route_id, labels)

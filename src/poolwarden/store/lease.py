@@ -37,7 +37,8 @@ def make_holder() -> str:
     return f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
 
 
-def _holder_is_dead_here(holder: str) -> bool:
+def holder_is_dead_here(holder: str) -> bool:
+    """True when ``holder`` ran on this machine and its process is gone."""
     host, _, rest = holder.partition("/")
     pid_s = rest.partition("/")[0]
     if host != socket.gethostname() or not pid_s.isdigit():
@@ -77,7 +78,7 @@ class StoreLease:
                 self.token = 1
                 return 1
             free = row.expires_at < t or row.holder == self.holder
-            if not free and not _holder_is_dead_here(row.holder):
+            if not free and not holder_is_dead_here(row.holder):
                 raise LeaseHeld(
                     f"lease {self.name} is held by {row.holder} "
                     f"for {row.expires_at - t:.0f} s more"

@@ -1,0 +1,161 @@
+"""The processes of the distributed mode: ``poolwarden master`` and ``poolwarden satellite``.
+
+Each is a handful of loops around the parts in this package: the cluster tick (leases →
+partitions gained, handed over, lost), the state flush (save, then acknowledge), the zone
+watch, heartbeats, and — on a master — the embedded service's scheduler and API. Every
+loop survives a blinking database or bus: it logs, waits and goes on; only the shutdown
+signal ends it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import socket
+import time
+from collections.abc import Awaitable, Callable
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from poolwarden.bus.nats import NatsTransport
+from poolwarden.collect.jobs import MASTER_ZONE
+from poolwarden.config.models import Config
+from poolwarden.distributed.cluster import Cluster
+from poolwarden.distributed.master import MasterMonitor
+from poolwarden.distributed.wire import Heartbeat, RejectCounter
+from poolwarden.distributed.worker import Worker
+from poolwarden.errors import PoolwardenError
+from poolwarden.remediate.executor import ExecutorSettings
+from poolwarden.store.db import Store
+
+log = logging.getLogger("poolwarden.node")
+
+
+def default_sender(role: str) -> str:
+    """``<role>-<host>-<pid>``: a subject token (no dots) that says where to look."""
+    host = re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname())[:40]
+    return f"{role}-{host}-{os.getpid()}"
+
+
+async def every(seconds: float, stop: asyncio.Event, what: str,
+                fn: Callable[[], Awaitable[None]]) -> None:
+    """Call ``fn`` every ``seconds`` until ``stop``; an error is logged, never fatal."""
+    while not stop.is_set():
+        try:
+            await fn()
+        except (PoolwardenError, SQLAlchemyError, OSError) as exc:
+            log.error("%s failed: %s", what, exc)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), seconds)
+
+
+async def connect(config: Config, name: str, stop: asyncio.Event,
+                  rejects: RejectCounter) -> NatsTransport:
+    """The transport, connected; a bus that is not up yet is waited for."""
+    c = config.cluster
+    transport = NatsTransport(config.bus.url, name=name, prefix=c.prefix,
+                              buffer_seconds=c.buffer_seconds, buffer_max=c.buffer_max,
+                              rejects=rejects)
+    while True:
+        try:
+            await transport.connect()
+            await transport.ensure_streams()
+            return transport
+        except PoolwardenError as exc:
+            log.error("bus %s: %s; retrying", name, exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 2.0)
+            if stop.is_set():
+                raise
+
+
+async def heartbeats(transport: NatsTransport, worker: Worker, zone: str, sender: str,
+                     interval: float, stop: asyncio.Event) -> None:
+    async def beat() -> None:
+        await transport.publish_heartbeat(Heartbeat(
+            sender=sender, zone=zone, ts=time.time(), inflight=worker.stats.inflight,
+            buffered=transport.buffered()))
+
+    await every(interval, stop, "heartbeat", beat)
+
+
+async def run_satellite(config: Config, zone: str, stop: asyncio.Event, *,
+                        sender: str | None = None) -> Worker:
+    """Execute the zone's work until ``stop``; returns the worker (for its figures)."""
+    sender = sender or default_sender(f"sat-{zone}")
+    rejects = RejectCounter()
+    transport = await connect(config, sender, stop, rejects)
+    worker = Worker(config, transport, zone=zone, sender=sender)
+    await worker.start()
+    log.info("satellite %s serves zone %s", sender, zone)
+    try:
+        await heartbeats(transport, worker, zone, sender, config.cluster.heartbeat, stop)
+    finally:
+        await worker.stop()
+        await transport.close()
+    return worker
+
+
+class MasterNode:
+    """One master: cluster membership, its partitions' pipeline, the master zone's worker."""
+
+    def __init__(self, config: Config, store: Store, *, member_id: str | None = None,
+                 executor: ExecutorSettings | None = None) -> None:
+        self.config, self.store, self.executor = config, store, executor
+        self.sender = member_id or default_sender("master")
+        self.cluster = Cluster(store, config.cluster.partitions,
+                               ttl=config.cluster.lease_ttl, member_id=self.sender)
+        self.rejects = RejectCounter()
+        self.monitor: MasterMonitor | None = None
+        self.ready = asyncio.Event()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        c = self.config.cluster
+        transport = await connect(self.config, self.sender, stop, self.rejects)
+        mon = self.monitor = MasterMonitor(self.config, self.store, transport, self.cluster,
+                                           executor=self.executor)
+        worker = Worker(self.config, transport, zone=MASTER_ZONE, sender=self.sender)
+        await worker.start()
+
+        async def heard(hb: Heartbeat) -> None:
+            mon.zones.seen(hb.zone, hb.sender, time.time())
+
+        transport.subscribe_heartbeats(heard)
+        loops = [
+            every(1.0, stop, "cluster tick", self._tick),
+            every(c.state_flush, stop, "state flush", mon.flush),
+            every(c.heartbeat, stop, "zone watch", mon.check_zones),
+            every(5.0, stop, "stored states", mon.refresh_stored),
+            heartbeats(transport, worker, MASTER_ZONE, self.sender, c.heartbeat, stop),
+        ]
+        tasks = [asyncio.create_task(loop) for loop in loops]
+        self.ready.set()
+        log.info("master %s up (%d partitions shared by the live masters)", self.sender,
+                 c.partitions)
+        try:
+            await mon.run(stop)
+        finally:
+            stop.set()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for p in sorted(mon.owned):
+                await mon.give(p, lost=False)
+            await asyncio.to_thread(self.cluster.leave)
+            await worker.stop()
+            await transport.close()
+
+    async def _tick(self) -> None:
+        mon = self.monitor
+        assert mon is not None
+        a = await asyncio.to_thread(self.cluster.tick)
+        for p in sorted(a.lost):
+            await mon.give(p, lost=True)
+        for p in sorted(a.release):
+            await mon.give(p, lost=False)
+        for p in sorted(a.gained):
+            await mon.gain(p)
+
+
+__all__ = ["MasterNode", "default_sender", "run_satellite"]
