@@ -20,7 +20,7 @@ from typing import Any
 
 from poolwarden.bus.base import CHANGES, RESULTS, Bus
 from poolwarden.bus.memory import MemoryBus
-from poolwarden.collect.jobs import JobRunner, JobSpec, build_jobs
+from poolwarden.collect.jobs import DiscoveredHost, JobRunner, JobSpec, build_jobs
 from poolwarden.collect.scheduler import Job, Scheduler
 from poolwarden.config.models import Config
 from poolwarden.evaluate.rules import MatchContext, RuleConfig, match, problem_kind
@@ -273,6 +273,34 @@ class Monitor:
 
     async def _refresh_pools(self) -> None:
         await asyncio.to_thread(self.pools.refresh_all)
+        self.discover()
+
+    def discover(self) -> list[str]:
+        """Keep the check set current: pool members that the hypervisor reports and the
+        configuration does not list get the plugin checks whose ``hosts`` match them
+        (addressed by the address XAPI gives); members that left lose theirs. Returns
+        the ids of the jobs added and removed."""
+        found: dict[str, list[DiscoveredHost]] = {}
+        for name in self.pools.names():
+            entry = self.pools.get(name)
+            if entry is not None and entry.snapshot is not None:
+                found[name] = [DiscoveredHost(h.name, h.address or h.name)
+                               for h in entry.snapshot.hosts]
+        catalog = build_jobs(self.config, partitions=self.partition_count, discovered=found)
+        gone = [j for j in self.catalog if j not in catalog]
+        new = [j for j in catalog if j not in self.catalog]
+        for job_id in gone:
+            self.scheduler.remove(job_id)
+        for job_id in new:
+            spec = catalog[job_id]
+            self._configure(spec)
+            if self.schedules(spec):
+                self.scheduler.add(self.job_of(spec))
+        if gone or new:
+            log.warning("discovery: %d check jobs added (%s), %d removed (%s)", len(new),
+                        ", ".join(new[:5]), len(gone), ", ".join(gone[:5]))
+        self.catalog = catalog
+        return new + gone
 
     def _remediation_finished(self, pool: str) -> None:
         """A remediation changed a pool: the pool page must show it now, not in 30 s."""

@@ -14,7 +14,7 @@ from poolwarden.errors import AuthenticationFailed, ConnectionFailed, NotFound
 from poolwarden.hypervisor.xenapi import XenAPIDriver
 from poolwarden.lab import Lab, Layout
 from poolwarden.remediate.executor import Executor, ExecutorSettings
-from poolwarden.remediate.maintenance import host_maintenance
+from poolwarden.remediate.maintenance import LimitReached, host_maintenance
 from poolwarden.remediate.planner import plan_maintenance
 from poolwarden.store.db import Store
 from poolwarden.store.journal import RemediationJournal
@@ -242,3 +242,25 @@ def test_a_migration_already_in_flight_is_followed_not_repeated(sqlite_store: St
             assert d.task(foreign).status.value == "success"
         finally:
             d.close()
+
+
+def test_the_guard_is_asked_under_the_lease_and_can_refuse(driver: XenAPIDriver,
+                                                          store: Store) -> None:
+    """Safety limits are checked again once the pool's lease is held: a refusal there
+    changes nothing and journals nothing."""
+    held: list[str | None] = []
+
+    def guard(snap: Any) -> str:
+        held.append(StoreLease(store, "pool:lab-pool").current_holder())
+        return "max_hosts_down_per_pool=1 reached (by another master)"
+
+    with pytest.raises(LimitReached, match="another master"):
+        host_maintenance(driver, store, "xs2", settings=FAST, guard=guard)
+    assert len(held) == 1
+    assert held[0] is not None  # the lease was ours while the guard ran
+    assert RemediationJournal(store).recent() == []
+    assert StoreLease(store, "pool:lab-pool").current_holder() is None  # released
+    snap = driver.snapshot()
+    xs2 = snap.host("xs2")
+    assert xs2 is not None
+    assert xs2.enabled

@@ -57,11 +57,21 @@ class MasterMonitor(Monitor):
         zones = {spec.zone for spec in self.catalog.values()}
         self.zones = ZoneWatch(zones, config.cluster.zone_timeout, time.time())
         self._zone_hosts: dict[str, set[str]] = {}
-        for spec in self.catalog.values():
-            self._zone_hosts.setdefault(spec.zone, set()).add(spec.host)
+        self._map_zones()
         for zone in zones:
             self._per_check[(zone_host(zone), ZONE_CHECK)] = EngineCheckConfig(
                 max_attempts=1, check_interval=config.cluster.zone_timeout)
+
+    def _map_zones(self) -> None:
+        self._zone_hosts = {}
+        for spec in self.catalog.values():
+            self._zone_hosts.setdefault(spec.zone, set()).add(spec.host)
+
+    def discover(self) -> list[str]:
+        changed = super().discover()
+        if changed:
+            self._map_zones()
+        return changed
 
     # -- which partition -------------------------------------------------------------------
     def schedules(self, spec: JobSpec) -> bool:

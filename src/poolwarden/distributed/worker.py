@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
+
 from poolwarden.collect.jobs import JobRunner, JobSpec, build_jobs
 from poolwarden.config.models import Config
 from poolwarden.distributed.wire import ResultBatch, WireResult, WorkItem
@@ -61,15 +63,18 @@ class Worker:
         self.runner = JobRunner(config)
         self.catalog = build_jobs(config, partitions=config.cluster.partitions)
         self.stats = WorkerStats()
-        self._sem = asyncio.Semaphore(concurrency or config.monitoring.concurrency)
+        self._slots = concurrency or config.monitoring.concurrency
+        self._sem = asyncio.Semaphore(self._slots)
         self._tasks: set[asyncio.Task[None]] = set()
         self._consumer: Any = None
 
     async def start(self) -> None:
         c = self.config.cluster
+        # A small pull: items wait for a free slot here, not in this process's hands, so
+        # another satellite of the zone takes them meanwhile and none outlives ack_wait.
         self._consumer = self.transport.consume(
             f"work-{self.zone}", f"{c.prefix}.work.{self.zone}", self._handle,
-            batch=200, ack_wait=30.0)
+            batch=max(1, min(50, self._slots)), ack_wait=30.0)
 
     async def _handle(self, deliveries: list[Delivery]) -> None:
         for d in deliveries:
@@ -93,15 +98,30 @@ class Worker:
         self.stats.inflight += 1
         try:
             results = await self._execute(item)
-            batch = ResultBatch(sender=self.sender, zone=self.zone, partition=item.partition,
-                                job=item.job,
-                                results=[WireResult.from_result(r) for r in results])
+            batch = self._batch(item, results)
             await self.transport.publish_results(batch)
             self.stats.published += 1
             await delivery.ack()
         finally:
             self.stats.inflight -= 1
             self._sem.release()
+
+    def _batch(self, item: WorkItem, results: list[CheckResult]) -> ResultBatch:
+        """The batch to publish; a result beyond the wire's bounds (a plugin printing
+        thousands of perfdata items) becomes an UNKNOWN saying so, not a lost batch."""
+        wired = []
+        for r in results:
+            try:
+                wired.append(WireResult.from_result(r))
+            except ValidationError as exc:
+                log.warning("job %s: result of %s exceeds the wire's bounds: %s", item.job,
+                            r.check, exc.errors()[0].get("msg", "invalid"))
+                wired.append(WireResult.from_result(CheckResult(
+                    r.host, r.check, State.UNKNOWN,
+                    f"the result could not be sent (too large or not finite): "
+                    f"{r.output[:500]}", time.time())))
+        return ResultBatch(sender=self.sender, zone=self.zone, partition=item.partition,
+                           job=item.job, results=wired)
 
     async def _execute(self, item: WorkItem) -> list[CheckResult]:
         spec = spec_of(item, self.catalog)

@@ -16,8 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from poolwarden.errors import NotFound
-from poolwarden.hypervisor.base import PoolDriver
+from poolwarden.errors import NotFound, OperationRefused
+from poolwarden.hypervisor.base import PoolDriver, PoolSnapshot
 from poolwarden.remediate.executor import Executor, ExecutorSettings, ProgressSink
 from poolwarden.remediate.planner import plan_maintenance
 from poolwarden.store.db import Store
@@ -25,6 +25,10 @@ from poolwarden.store.journal import RemediationJournal, RemediationRecord
 from poolwarden.store.lease import StoreLease
 
 OK_STATUSES = ("done", "dry_run")
+
+
+class LimitReached(OperationRefused):
+    """A safety limit, checked under the pool's lease, forbids acting now."""
 
 
 @dataclass(frozen=True)
@@ -72,11 +76,15 @@ def host_maintenance(
     dry_run: bool = False, progress: ProgressSink | None = None,
     settings: ExecutorSettings | None = None, requested_by: str = "",
     lease_ttl: float = 60.0, on_planned: Callable[[RemediationRecord], None] | None = None,
+    guard: Callable[[PoolSnapshot], str] | None = None,
 ) -> MaintenanceOutcome:
     """Plan and (unless ``dry_run``) carry out maintenance of ``host`` (name or ref).
 
     ``on_planned`` is told the journal record as soon as the plan is written, before any
-    step runs (an API answers with its id and lets the execution go on)."""
+    step runs (an API answers with its id and lets the execution go on). ``guard`` is
+    asked, under the pool's lease, whether acting is still allowed (the safety limits: a
+    check before the lease could race another master); a non-empty answer refuses
+    with :class:`LimitReached` and changes nothing."""
     journal = RemediationJournal(store)
     first = driver.snapshot()
     target = first.host(host)
@@ -100,6 +108,8 @@ def host_maintenance(
                     resumed.plan.master_before, _name(after.master, after.hosts),
                 )
         snap = driver.snapshot(evacuating=target.ref)
+        if guard is not None and not dry_run and (reason := guard(snap)):
+            raise LimitReached(reason)
         plan = plan_maintenance(snap, target.ref, shutdown=shutdown)
         rid = journal.create(plan, dry_run=dry_run, requested_by=requested_by or who())
         if dry_run or not plan.feasible:

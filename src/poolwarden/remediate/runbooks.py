@@ -26,7 +26,11 @@ from poolwarden.evaluate.rules import Action, Decision, Detected, when
 from poolwarden.hypervisor.base import PoolDriver, PoolSnapshot
 from poolwarden.messages import Message
 from poolwarden.remediate.executor import ExecutorSettings
-from poolwarden.remediate.maintenance import MaintenanceOutcome, host_maintenance
+from poolwarden.remediate.maintenance import (
+    LimitReached,
+    MaintenanceOutcome,
+    host_maintenance,
+)
 from poolwarden.remediate.model import ActionPlan, Step, StepKind
 from poolwarden.remediate.planner import plan_maintenance
 from poolwarden.store.db import Store
@@ -243,13 +247,24 @@ class Evacuate:
         if stop is not None:
             return stop
         sink = _Timeline(ctx, journal, snap.name, host.name)
+
+        def guard(now_snap: PoolSnapshot) -> str:
+            return limit_breach(journal.recent(snap.name, limit=500), now_snap, host.ref,
+                                max_hosts_down=cfg.max_hosts_down_per_pool,
+                                max_actions_per_hour=cfg.max_actions_per_pool_per_hour,
+                                now=ctx.clock())
+
         try:
             outcome = host_maintenance(
                 driver, ctx.store, host.ref, shutdown=shutdown, dry_run=cfg.dry_run,
                 progress=sink, settings=ctx.settings, lease_ttl=cfg.lease_ttl,
-                requested_by=f"poolwarden:rule {decision.rule}")
+                requested_by=f"poolwarden:rule {decision.rule}", guard=guard)
         except LeaseHeld as exc:
             return RunResult("waiting", f"pool {snap.name} is busy: {exc}", retry=True)
+        except LimitReached as exc:  # another master acted between the check and the lease
+            msg = escalation(d, decision, str(exc), clock=ctx.clock,
+                             key=f"escalation:{d.key}:{d.since:.3f}:limit")
+            return RunResult("escalated", str(exc), (msg,))
         rec = outcome.record
         sink.planned(rec)
         if rec.dry_run:
@@ -273,9 +288,17 @@ class Evacuate:
         records = journal.recent(snap.name, limit=500)
         ours = hosts_down_by_us(records, snap).get(host)
         if ours is not None and ours.status == "done":
-            # why: a restart or a second node sees the same problem again; nothing to redo
+            # why: a restart or a second node sees the same problem again; nothing to redo.
+            # Its report goes out again under the same key: the notifier's ledger drops it
+            # if it was sent, and sends it if the process that did the work died first.
+            master = snap.host(snap.master)
+            done = MaintenanceOutcome(ours, None, ours.plan.layout_before, snap.layout(),
+                                      ours.plan.master_before,
+                                      master.name if master else snap.master)
             return RunResult("skipped", f"{d.host} is already in maintenance "
-                             f"(remediation #{ours.id})", remediation=ours.id)
+                             f"(remediation #{ours.id})",
+                             (report_message(done, d, decision, clock=ctx.clock),),
+                             remediation=ours.id)
         breach = limit_breach(records, snap, host,
                               max_hosts_down=cfg.max_hosts_down_per_pool,
                               max_actions_per_hour=cfg.max_actions_per_pool_per_hour,
