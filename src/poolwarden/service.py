@@ -40,6 +40,8 @@ from poolwarden.scripts.service import configured_scripts
 from poolwarden.store.db import Store
 
 log = logging.getLogger("poolwarden")
+#: (name, type, help, samples of (labels, value)) for the /metrics exposition
+MetricFamily = tuple[str, str, str, list[tuple[dict[str, str], float]]]
 SAMPLE_FLUSH_EVERY = 2.0
 STATUS_EVERY = 60.0
 ACK_SYNC_EVERY = 5.0
@@ -354,6 +356,13 @@ class Monitor:
             await self.remediation.close()
             await self.notifier.aclose()
             await asyncio.to_thread(self.samples.flush)
+
+    def metric_families(self) -> list[MetricFamily]:
+        """Counters of this process for /metrics (a master adds its own)."""
+        return [("poolwarden_results_total", "counter", "Check results judged.",
+                 [({}, float(self.stats.results))]),
+                ("poolwarden_state_changes_total", "counter", "State changes emitted.",
+                 [({}, float(self.stats.changes))])]
 
     def check_statuses(self, host: str | None = None) -> list[CheckStatus]:
         """Current states (of ``host`` only, if given), unsorted."""

@@ -120,3 +120,27 @@ def test_removed_jobs_stop_running() -> None:
     asyncio.run(run_for(s, 0.2))
     assert len(runs) == 2
     assert len(s) == 0
+
+
+def test_a_job_removed_and_added_again_runs_once_per_interval() -> None:
+    """A master giving a partition up and taking it back must not poll twice."""
+    runs: list[str] = []
+
+    async def tick() -> None:
+        runs.append("x")
+
+    async def churn(s: Scheduler) -> None:
+        for _ in range(5):
+            s.remove("a")
+            s.add(Job("a", 0.1, tick), first_in=0.1)
+            await asyncio.sleep(0.01)
+
+    async def main() -> None:
+        s = Scheduler()
+        s.add(Job("a", 0.1, tick), first_in=0.1)
+        stop = asyncio.Event()
+        asyncio.get_running_loop().call_later(0.66, stop.set)
+        await asyncio.gather(s.run(stop), churn(s))
+
+    asyncio.run(main())
+    assert 5 <= len(runs) <= 7  # not 6 × (1 + 5 stale schedules)

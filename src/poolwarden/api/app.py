@@ -131,6 +131,8 @@ def metrics_text(monitor: Monitor | None, store: Store,
                    [({"stat": "max"}, sch.lateness_max), ({"stat": "mean"}, sch.lateness_mean)])
         out.family("poolwarden_poll_errors_total", "counter", "Polls that failed.",
                    [({}, float(monitor.stats.poll_errors))])
+        for name, kind, help_text, samples in monitor.metric_families():
+            out.family(name, kind, help_text, samples)
         out.family("poolwarden_bus_queue_depth", "gauge", "Batches waiting per subscription.",
                    (({"queue": q}, float(d)) for q, d in sorted(monitor.bus.depths().items())))
         out.family("poolwarden_sensor_value", "gauge",

@@ -64,7 +64,7 @@ class Scheduler:
     def __init__(self, *, concurrency: int = 200, late_after: float = 1.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._jobs: dict[str, Job] = {}
-        self._heap: list[tuple[float, int, str]] = []
+        self._heap: list[tuple[float, int, Job]] = []
         self._seq = 0
         self._running: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -75,10 +75,13 @@ class Scheduler:
         self.stats = SchedulerStats()
 
     def add(self, job: Job, *, first_in: float | None = None) -> None:
-        """Schedule ``job``; by default its first run is spread within its interval."""
+        """Schedule ``job``; by default its first run is spread within its interval.
+        Adding an id again replaces the job (its old schedule is forgotten, never run
+        as well: a master that gives a partition up and takes it back must not poll
+        twice per interval)."""
         self._jobs[job.id] = job
         delay = spread_offset(job.id, job.interval) if first_in is None else first_in
-        self._push(self.clock() + delay, job.id)
+        self._push(self.clock() + delay, job)
 
     def remove(self, job_id: str) -> None:
         self._jobs.pop(job_id, None)  # its heap entry is dropped when it comes due
@@ -86,9 +89,9 @@ class Scheduler:
     def __len__(self) -> int:
         return len(self._jobs)
 
-    def _push(self, due: float, job_id: str) -> None:
+    def _push(self, due: float, job: Job) -> None:
         self._seq += 1
-        heapq.heappush(self._heap, (due, self._seq, job_id))
+        heapq.heappush(self._heap, (due, self._seq, job))
         self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -96,9 +99,8 @@ class Scheduler:
         while not stop.is_set():
             now = self.clock()
             while self._heap and self._heap[0][0] <= now:
-                due, _, job_id = heapq.heappop(self._heap)
-                job = self._jobs.get(job_id)
-                if job is not None:
+                due, _, job = heapq.heappop(self._heap)
+                if self._jobs.get(job.id) is job:  # else removed or replaced since
                     self._dispatch(job, due, now)
             delay = self._heap[0][0] - self.clock() if self._heap else 1.0
             self._wake.clear()
@@ -114,7 +116,7 @@ class Scheduler:
     def _dispatch(self, job: Job, due: float, now: float) -> None:
         if job.id in self._running:
             self.stats.overruns += 1
-            self._push(due + job.interval, job.id)
+            self._push(due + job.interval, job)
             return
         missed = int((now - due) // job.interval) if now - due >= job.interval else 0
         if missed:
@@ -142,12 +144,12 @@ class Scheduler:
                 self.stats.running -= 1
                 self.stats.runs += 1
                 self._running.discard(job.id)
-        if job.id in self._jobs:
+        if self._jobs.get(job.id) is job:
             nxt = job.next_interval() if job.next_interval else None
             if nxt is not None:
-                self._push(self.clock() + nxt, job.id)
+                self._push(self.clock() + nxt, job)
             else:
-                self._push(due + job.interval, job.id)
+                self._push(due + job.interval, job)
 
     def _record_lateness(self, late: float) -> None:
         s = self.stats

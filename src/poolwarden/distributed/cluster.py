@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -70,6 +71,9 @@ class Cluster:
         self._leases = {p: StoreLease(self.store, f"{PARTITION}{p}", holder=self.member_id,
                                       ttl=self.ttl) for p in range(self.partitions)}
         self._owned: set[int] = set()
+        self._lost: set[int] = set()
+        #: renew() runs on its own timer in a worker thread; rebalance() in another
+        self._lock = threading.RLock()
 
     @property
     def owned(self) -> frozenset[int]:
@@ -93,51 +97,72 @@ class Cluster:
             self._member.token = None
             self._member.acquire()
 
+    def renew(self) -> frozenset[int]:
+        """Heartbeat and renew every owned lease (blocking, cheap: run it on its own timer,
+        never behind slow work); the partitions just lost, also kept for
+        :meth:`rebalance` to report."""
+        with self._lock:
+            self._heartbeat()
+            lost: set[int] = set()
+            for p in sorted(self._owned):
+                try:
+                    self._leases[p].renew()
+                except LeaseLost:
+                    lost.add(p)
+            self._owned -= lost
+            self._lost |= lost
+            return frozenset(lost)
+
+    def rebalance(self) -> Assignment:
+        """Decide from the live members, acquire what is free and ours, and say what was
+        lost (since the last call) and what to give up."""
+        with self._lock:
+            if self._member.token is None:
+                self._heartbeat()
+            members = self.members()
+            desired = {p for p, m in rendezvous(members, self.partitions).items()
+                       if m == self.member_id}
+            gained: set[int] = set()
+            for p in sorted(desired - self._owned):
+                try:
+                    self._leases[p].acquire()
+                except LeaseHeld:
+                    continue
+                gained.add(p)
+            self._owned |= gained
+            lost, self._lost = self._lost, set()
+            if lost or gained:
+                log.warning("partitions: gained %s, lost %s; now %d of %d (members: %d)",
+                            sorted(gained), sorted(lost), len(self._owned), self.partitions,
+                            len(members))
+            return Assignment(frozenset(self._owned), frozenset(gained), frozenset(lost),
+                              frozenset(self._owned - desired), tuple(members))
+
     def tick(self) -> Assignment:
-        """One round (blocking, about once a second): heartbeat, renew, decide, acquire."""
-        self._heartbeat()
-        members = self.members()
-        desired = {p for p, m in rendezvous(members, self.partitions).items()
-                   if m == self.member_id}
-        lost: set[int] = set()
-        for p in sorted(self._owned):
-            try:
-                self._leases[p].renew()
-            except LeaseLost:
-                lost.add(p)
-        self._owned -= lost
-        gained: set[int] = set()
-        for p in sorted(desired - self._owned):
-            try:
-                self._leases[p].acquire()
-            except LeaseHeld:
-                continue
-            gained.add(p)
-        self._owned |= gained
-        if lost or gained:
-            log.warning("partitions: gained %s, lost %s; now %d of %d (members: %d)",
-                        sorted(gained), sorted(lost), len(self._owned), self.partitions,
-                        len(members))
-        return Assignment(frozenset(self._owned), frozenset(gained), frozenset(lost),
-                          frozenset(self._owned - desired), tuple(members))
+        """:meth:`renew` then :meth:`rebalance` (one process doing both in turn)."""
+        self.renew()
+        return self.rebalance()
 
     def fence(self, partition: int) -> Fence:
         """What a write for ``partition`` must be fenced by; LeaseLost if not ours."""
         lease = self._leases[partition]
-        if partition not in self._owned or lease.token is None:
+        token = lease.token
+        if partition not in self._owned or token is None:
             raise LeaseLost(f"partition {partition} is not owned by {self.member_id}")
-        return Fence(lease.name, self.member_id, lease.token)
+        return Fence(lease.name, self.member_id, token)
 
     def release(self, partition: int) -> None:
         """Give a partition up (after its work stopped and its state was saved)."""
-        self._leases[partition].release()
-        self._owned.discard(partition)
+        with self._lock:
+            self._leases[partition].release()
+            self._owned.discard(partition)
 
     def leave(self) -> None:
         """Graceful stop: every partition and the membership go at once."""
-        for p in sorted(self._owned):
-            self.release(p)
-        self._member.release()
+        with self._lock:
+            for p in sorted(self._owned):
+                self.release(p)
+            self._member.release()
 
 
 __all__ = ["Assignment", "Cluster", "rendezvous"]

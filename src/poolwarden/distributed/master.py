@@ -20,14 +20,14 @@ from typing import TYPE_CHECKING, Any
 from poolwarden.collect.jobs import JobSpec, partition_of
 from poolwarden.config.models import Config
 from poolwarden.distributed.cluster import Cluster
-from poolwarden.distributed.wire import ResultBatch, WorkItem
+from poolwarden.distributed.wire import RejectCounter, ResultBatch, WorkItem
 from poolwarden.distributed.zones import ZONE_CHECK, ZoneWatch, zone_host
 from poolwarden.errors import PoolwardenError
 from poolwarden.evaluate.state import AGENT_CHECK, CheckStatus
 from poolwarden.evaluate.state import CheckConfig as EngineCheckConfig
 from poolwarden.messages import CheckResult, State, StateChange, StateType
 from poolwarden.remediate.executor import ExecutorSettings
-from poolwarden.service import Monitor
+from poolwarden.service import MetricFamily, Monitor
 from poolwarden.store.checkstate import CheckStates, StoredCheck
 from poolwarden.store.db import Store
 from poolwarden.store.lease import LeaseLost
@@ -41,8 +41,9 @@ Key = tuple[str, str]
 
 class MasterMonitor(Monitor):
     def __init__(self, config: Config, store: Store, transport: NatsTransport,
-                 cluster: Cluster, *, executor: ExecutorSettings | None = None) -> None:
-        self.transport, self.cluster = transport, cluster
+                 cluster: Cluster, *, executor: ExecutorSettings | None = None,
+                 rejects: RejectCounter | None = None) -> None:
+        self.transport, self.cluster, self.rejects = transport, cluster, rejects
         self.partition_count = config.cluster.partitions
         self.owned: set[int] = set()
         self.saved_states = CheckStates(store)
@@ -257,6 +258,23 @@ class MasterMonitor(Monitor):
                 await self.record(changes)
 
     # -- what people see ------------------------------------------------------------------
+    def metric_families(self) -> list[MetricFamily]:
+        t = self.transport
+        rejected = self.rejects.counts() if self.rejects is not None else {}
+        return [*super().metric_families(),
+                ("poolwarden_partitions_owned", "gauge", "Partitions this master owns.",
+                 [({}, float(len(self.owned)))]),
+                ("poolwarden_zone_up", "gauge", "Whether a satellite of the zone answers.",
+                 [({"zone": z}, float(z not in self.zones.down()))
+                  for z in sorted(self.zones.zones)]),
+                ("poolwarden_bus_rejected_total", "counter",
+                 "Messages from the bus rejected as malformed or unknown.",
+                 [({"kind": k, "reason": r}, float(n))
+                  for (k, r), n in sorted(rejected.items())]),
+                ("poolwarden_bus_dropped_total", "counter",
+                 "Work items the bus could not take (issued again at the next interval).",
+                 [({"what": "work"}, float(t.dropped_work))])]
+
     def check_statuses(self, host: str | None = None) -> list[CheckStatus]:
         """Owned checks live, the others as their owners last saved them."""
         mine = super().check_statuses(host)

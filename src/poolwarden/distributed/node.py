@@ -32,6 +32,7 @@ from poolwarden.remediate.executor import ExecutorSettings
 from poolwarden.store.db import Store
 
 log = logging.getLogger("poolwarden.node")
+STATUS_EVERY = 15.0
 
 
 def default_sender(role: str) -> str:
@@ -91,9 +92,15 @@ async def run_satellite(config: Config, zone: str, stop: asyncio.Event, *,
     worker = Worker(config, transport, zone=zone, sender=sender)
     await worker.start()
     log.info("satellite %s serves zone %s", sender, zone)
+
+    async def report() -> None:
+        log.info("satellite %s: %s", sender, worker.status_line(transport.buffered()))
+
+    status = asyncio.create_task(every(STATUS_EVERY, stop, "status", report))
     try:
         await heartbeats(transport, worker, zone, sender, config.cluster.heartbeat, stop)
     finally:
+        await status
         await worker.stop()
         await transport.close()
     return worker
@@ -116,7 +123,7 @@ class MasterNode:
         c = self.config.cluster
         transport = await connect(self.config, self.sender, stop, self.rejects)
         mon = self.monitor = MasterMonitor(self.config, self.store, transport, self.cluster,
-                                           executor=self.executor)
+                                           executor=self.executor, rejects=self.rejects)
         worker = Worker(self.config, transport, zone=MASTER_ZONE, sender=self.sender)
         await worker.start()
 
@@ -124,8 +131,10 @@ class MasterNode:
             mon.zones.seen(hb.zone, hb.sender, time.time())
 
         transport.subscribe_heartbeats(heard)
+        renew_every = min(1.0, c.lease_ttl / 4)
         loops = [
-            every(1.0, stop, "cluster tick", self._tick),
+            every(renew_every, stop, "lease renewal", self._renew),
+            every(1.0, stop, "rebalance", self._rebalance),
             every(c.state_flush, stop, "state flush", mon.flush),
             every(c.heartbeat, stop, "zone watch", mon.check_zones),
             every(5.0, stop, "stored states", mon.refresh_stored),
@@ -146,14 +155,17 @@ class MasterNode:
             await worker.stop()
             await transport.close()
 
-    async def _tick(self) -> None:
+    async def _renew(self) -> None:
+        """On its own timer: slow hand-overs must never delay a renewal (an expired
+        membership would make the other masters take everything, then give it back)."""
+        await asyncio.to_thread(self.cluster.renew)
+
+    async def _rebalance(self) -> None:
         mon = self.monitor
         assert mon is not None
-        a = await asyncio.to_thread(self.cluster.tick)
-        for p in sorted(a.lost):
-            await mon.give(p, lost=True)
-        for p in sorted(a.release):
-            await mon.give(p, lost=False)
+        a = await asyncio.to_thread(self.cluster.rebalance)
+        await asyncio.gather(*(mon.give(p, lost=True) for p in sorted(a.lost)))
+        await asyncio.gather(*(mon.give(p, lost=False) for p in sorted(a.release)))
         for p in sorted(a.gained):
             await mon.gain(p)
 

@@ -138,6 +138,14 @@ class Worker:
                                 State.UNKNOWN, f"{self.sender} cannot run {item.job}: {exc}",
                                 time.time())]
 
+    def status_line(self, buffered: int) -> str:
+        """Runs, drops and how late work started (issue → start), for the log."""
+        s, late = self.stats, self.stats.lateness
+        mean = sum(late) / len(late) if late else 0.0
+        return (f"{s.runs} runs, {s.stale} stale, {s.failed} failed, {s.inflight} in flight, "
+                f"{buffered} batches buffered; lateness max {max(late, default=0.0):.2f}s "
+                f"mean {mean:.3f}s (last {len(late)})")
+
     async def stop(self) -> None:
         if self._consumer is not None:
             await self._consumer.stop()
