@@ -81,9 +81,9 @@ def config(lab: Lab, tmp: Path, *, distributed: bool, db: str, prefix: str, inte
     cfg: dict[str, Any] = {
         "store": {"url": db}, "api": {"listen": f"127.0.0.1:{port}"},
         "monitoring": {"snmp_interval": f"{interval}s", "concurrency": 200},
-        "pools": [{"name": f"pool{i // 40:02d}", "hosts": hosts[i:i + 40],
+        "pools": [{"name": f"pool{i // 16:02d}", "hosts": hosts[i:i + 16],
                    **({"zone": "dc1"} if distributed else {})}
-                  for i in range(0, len(hosts), 40)],
+                  for i in range(0, len(hosts), 16)],
     }
     if distributed:
         cfg["bus"] = {"url": "nats://127.0.0.1:4222"}

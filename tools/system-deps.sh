@@ -4,10 +4,11 @@
 # monitoring-plugins: real Nagios plugins the runner is tested against; openssh-server: a
 # real sshd for the XESCRIPT tests; postgresql-client: pg_isready for the store tests;
 # chromium: the dashboard's browser tests (Playwright drives Debian's build; browser
-# downloads are not possible everywhere).
+# downloads are not possible everywhere); nats-server: the distributed mode's NATS restart
+# test runs a private server (the machine's own, at 127.0.0.1:4222, serves the others).
 set -euo pipefail
 packages=(snmpd snmp monitoring-plugins-basic monitoring-plugins-standard openssh-server
-          postgresql-client chromium)
+          postgresql-client chromium nats-server)
 need=()
 for pkg in "${packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")

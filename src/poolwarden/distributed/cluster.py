@@ -27,6 +27,7 @@ from poolwarden.store.lease import (
     StoreLease,
     holder_is_dead_here,
     make_holder,
+    renew_many,
 )
 from poolwarden.store.models import Lease
 
@@ -103,12 +104,8 @@ class Cluster:
         :meth:`rebalance` to report."""
         with self._lock:
             self._heartbeat()
-            lost: set[int] = set()
-            for p in sorted(self._owned):
-                try:
-                    self._leases[p].renew()
-                except LeaseLost:
-                    lost.add(p)
+            held = renew_many(self.store, [self._leases[p] for p in self._owned], self.ttl)
+            lost = {p for p in self._owned if self._leases[p].name not in held}
             self._owned -= lost
             self._lost |= lost
             return frozenset(lost)

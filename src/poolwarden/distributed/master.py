@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
@@ -36,6 +37,9 @@ if TYPE_CHECKING:
     from poolwarden.bus.nats import Consumer, Delivery, NatsTransport
 
 log = logging.getLogger("poolwarden.master")
+#: how fresh other masters' check states shown by this one are (seconds), how far back
+#: an incremental read starts before the newest row seen, and how often all are read
+STORED_TTL, STORED_MARGIN, STORED_FULL_EVERY = 3.0, 10.0, 600.0
 Key = tuple[str, str]
 
 
@@ -53,7 +57,8 @@ class MasterMonitor(Monitor):
         self._persisted: dict[Key, tuple[Any, ...]] = {}
         self._consumers: dict[int, Consumer] = {}
         self._stored: dict[Key, StoredCheck] = {}  # other masters' checks, for the board
-        self._stored_at = 0.0
+        self._stored_at = self._stored_full = self._stored_mark = 0.0
+        self._stored_lock = threading.Lock()
         super().__init__(config, store, executor=executor)
         zones = {spec.zone for spec in self.catalog.values()}
         self.zones = ZoneWatch(zones, config.cluster.zone_timeout, time.time())
@@ -280,14 +285,41 @@ class MasterMonitor(Monitor):
         mine = super().check_statuses(host)
         seen = {(st.host, st.check) for st in mine}
         folded = self.engine.folded_hosts()
-        return mine + [_status(s, s.saved.host in folded) for key, s in self._stored.items()
+        return mine + [_status(s, s.saved.host in folded)
+                       for key, s in self._others().items()
                        if key not in seen and (host is None or key[0] == host)]
 
-    async def refresh_stored(self) -> None:
-        rows = await asyncio.to_thread(self.saved_states.load, None)
-        self._stored = {(s.saved.host, s.saved.check): s for s in rows
-                        if s.partition not in self.owned}
-        self._stored_at = time.time()
+    def last_result(self, host: str, check: str) -> CheckResult | None:
+        """Owned checks' last result; another master's as it last saved it."""
+        found = super().last_result(host, check)
+        if found is not None:
+            return found
+        s = self._others().get((host, check))
+        if s is None:
+            return None
+        return CheckResult(host, check, s.saved.state, s.output, s.saved.last_check,
+                           reading=s.reading)
+
+    def _others(self) -> dict[Key, StoredCheck]:
+        """Other masters' checks as they saved them: read when somebody looks (the
+        dashboard, the API), at most every few seconds, only rows changed since the last
+        read, and all of them again now and then (to drop hosts that went away)."""
+        now = time.time()
+        with self._stored_lock:
+            if now - self._stored_at > STORED_TTL:
+                full = now - self._stored_full > STORED_FULL_EVERY
+                # updated_at comes from the writers' clocks: read back a margin
+                rows = self.saved_states.load(
+                    since=None if full else self._stored_mark - STORED_MARGIN)
+                stored = {} if full else dict(self._stored)
+                for r in rows:
+                    stored[(r.saved.host, r.saved.check)] = r
+                    self._stored_mark = max(self._stored_mark, r.updated_at)
+                self._stored, self._stored_at = stored, now
+                if full:
+                    self._stored_full = now
+            owned = set(self.owned)
+            return {k: v for k, v in self._stored.items() if v.partition not in owned}
 
 
 def _problem(s: StoredCheck) -> StateChange:

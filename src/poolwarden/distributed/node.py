@@ -137,7 +137,6 @@ class MasterNode:
             every(1.0, stop, "rebalance", self._rebalance),
             every(c.state_flush, stop, "state flush", mon.flush),
             every(c.heartbeat, stop, "zone watch", mon.check_zones),
-            every(5.0, stop, "stored states", mon.refresh_stored),
             heartbeats(transport, worker, MASTER_ZONE, self.sender, c.heartbeat, stop),
         ]
         tasks = [asyncio.create_task(loop) for loop in loops]

@@ -126,3 +126,30 @@ class StoreLease:
         with self.store.session() as s:
             row = s.scalar(select(Lease).where(Lease.name == self.name))
             return row.holder if row is not None and row.expires_at >= now() else None
+
+
+def renew_many(store: Store, leases: list[StoreLease], ttl: float) -> set[str]:
+    """Renew several leases of one holder in one statement; the names still held.
+
+    A master renews its partitions every second: one UPDATE instead of one transaction
+    per partition. A lease is renewed only where both its holder and its fencing token
+    are still ours, exactly as :meth:`StoreLease.renew`.
+    """
+    mine = [lease for lease in leases if lease.token is not None]
+    if not mine:
+        return set()
+    held: set[str] = set()
+    with store.session() as s:
+        by_token: dict[int, list[str]] = {}
+        for lease in mine:
+            assert lease.token is not None
+            by_token.setdefault(lease.token, []).append(lease.name)
+        for token, names in by_token.items():
+            res = s.execute(update(Lease).where(
+                Lease.name.in_(names), Lease.holder == mine[0].holder, Lease.token == token)
+                .values(expires_at=now() + ttl).returning(Lease.name))
+            held.update(res.scalars())
+    for lease in mine:
+        if lease.name not in held:
+            lease.token = None
+    return held

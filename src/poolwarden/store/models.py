@@ -396,4 +396,4 @@ class CheckStateRow(Base):
     output: Mapped[str] = mapped_column(Text)
     #: the sensor reading at the last write (kind, value, thresholds, device status)
     reading: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
-    updated_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float, index=True)

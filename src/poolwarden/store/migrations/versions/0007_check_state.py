@@ -40,8 +40,10 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.Float(), nullable=False),
     )
     op.create_index("ix_check_state_partition", "check_state", ["partition"])
+    op.create_index("ix_check_state_updated_at", "check_state", ["updated_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_check_state_updated_at", table_name="check_state")
     op.drop_index("ix_check_state_partition", table_name="check_state")
     op.drop_table("check_state")
