@@ -84,6 +84,11 @@ def measure_pg(rows: int = 100_000) -> dict[str, float]:
             writer.add(r)
         writer.flush()
         samples = rows / (time.perf_counter() - t)
+        with store.engine.connect() as conn:
+            from sqlalchemy import text
+
+            size = conn.execute(text("SELECT pg_total_relation_size('sample')")).scalar_one()
+        row_bytes = size / rows
         from poolwarden.evaluate.state import SavedCheck
         from poolwarden.store.checkstate import CheckStates
 
@@ -98,38 +103,66 @@ def measure_pg(rows: int = 100_000) -> dict[str, float]:
         store.close()
         with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    return {"pg_sample_rows_per_s": samples, "pg_state_upserts_per_s": upserts}
+    return {"pg_sample_rows_per_s": samples, "pg_state_upserts_per_s": upserts,
+            "pg_sample_bytes_per_row": row_bytes}
 
 
-def model(checks: int, zones: int, interval: float, share: float, costs: dict[str, float],
-          master_ms: float | None, changed: float, partitions: int) -> dict[str, Any]:
-    results_s = checks / interval
+def measure_nats(n: int = 3000, size: int = 10_000) -> dict[str, float]:
+    """JetStream publishes per second (each acknowledged) of result-sized messages."""
+    import asyncio
+
+    import nats
+
+    async def run() -> float:
+        nc = await nats.connect("nats://127.0.0.1:4222")
+        js = nc.jetstream()
+        name = f"SIM{uuid.uuid4().hex[:8].upper()}"
+        await js.add_stream(name=name, subjects=[f"{name.lower()}.>"])
+        try:
+            payload = b"x" * size
+            t = time.perf_counter()
+            for chunk in range(0, n, 100):  # 100 in flight at a time, as a sender would
+                await asyncio.gather(*(js.publish(f"{name.lower()}.r", payload)
+                                       for _ in range(chunk, min(n, chunk + 100))))
+            return n / (time.perf_counter() - t)
+        finally:
+            await js.delete_stream(name)
+            await nc.close()
+
+    return {"nats_publishes_per_s": asyncio.run(run())}
+
+
+def model(a: argparse.Namespace, costs: dict[str, float]) -> dict[str, Any]:
+    results_s = a.checks / a.interval
     jobs_s = results_s / SENSORS_PER_JOB
-    per_result_ms = master_ms if master_ms is not None else costs["master_judge_us"] / 1000
-    master_cores = results_s * per_result_ms / 1000
-    masters = max(2, int(-(-master_cores // share)))
-    sat_cores = results_s * costs["satellite_encode_us"] / 1e6
-    sample_load = results_s / costs["pg_sample_rows_per_s"]
-    state_load = results_s * changed / costs["pg_state_upserts_per_s"]
+    master_ms = a.master_ms_per_result or costs["master_judge_us"] / 1000
+    master_cores = results_s * master_ms / 1000
+    masters = max(2, int(-(-master_cores // a.master_share)))
+    sat_cores = results_s * a.satellite_ms_per_result / 1000
+    bus_msgs = 2 * jobs_s + a.zones * 2
+    storage_gb = results_s * 86400 * a.retention_days * costs["pg_sample_bytes_per_row"] / 1e9
     limits = {
-        "PostgreSQL sample inserts (share of one server's measured rate)": sample_load,
-        "masters needed vs partitions (must be ≤ 1)": masters / partitions,
-        "PostgreSQL check_state upserts": state_load,
+        "masters needed / partitions": masters / a.partitions,
+        "sample inserts / one PostgreSQL's measured rate": results_s
+        / costs["pg_sample_rows_per_s"],
+        "check_state upserts / measured rate": results_s * a.changed
+        / costs["pg_state_upserts_per_s"],
+        "JetStream publishes / measured rate": jobs_s / costs["nats_publishes_per_s"],
     }
-    first = max(limits, key=lambda k: limits[k])
     return {
-        "checks": checks, "zones": zones, "interval_s": interval,
+        "checks": a.checks, "zones": a.zones, "interval_s": a.interval,
         "results_per_s": round(results_s), "work_items_per_s": round(jobs_s),
-        "result_batches_per_s": round(jobs_s),
-        "heartbeats_per_s": zones * 2,  # two satellites per zone, one a second
-        "bus_messages_per_s": round(2 * jobs_s + zones * 2),
+        "result_batches_per_s": round(jobs_s), "heartbeats_per_s": a.zones * 2,
+        "bus_messages_per_s": round(bus_msgs),
         "bus_mb_per_s": round(jobs_s * costs["batch_bytes"] / 1e6, 1),
         "db_sample_rows_per_s": round(results_s),
-        "db_state_rows_per_s": round(results_s * changed),
+        "db_state_rows_per_s": round(results_s * a.changed),
         "master_cores": round(master_cores, 2), "masters_at_share": masters,
         "satellite_cores_total": round(sat_cores, 2),
-        "sample_rows_per_day_millions": round(results_s * 86400 / 1e6),
-        "limits": {k: round(v, 2) for k, v in limits.items()}, "first_bottleneck": first,
+        "satellite_cores_per_zone": round(sat_cores / a.zones, 3),
+        "sample_storage_gb": round(storage_gb),
+        "limits": {k: round(v, 2) for k, v in limits.items()},
+        "first_bottleneck": max(limits, key=lambda k: limits[k]),
     }
 
 
@@ -144,12 +177,14 @@ def main() -> None:
     ap.add_argument("--changed", type=float, default=0.01,
                     help="share of results that change a check's saved state")
     ap.add_argument("--partitions", type=int, default=16)
+    ap.add_argument("--satellite-ms-per-result", type=float, default=0.15,
+                    help="whole satellite process (SNMP polls included), from the bench")
+    ap.add_argument("--retention-days", type=float, default=7.0)
     a = ap.parse_args()
-    costs = {**measure_cpu(), **measure_pg()}
+    costs = {**measure_cpu(), **measure_pg(), **measure_nats()}
     for k, v in costs.items():
         print(f"measured {k}: {v:,.1f}")
-    out = model(a.checks, a.zones, a.interval, a.master_share, costs,
-                a.master_ms_per_result, a.changed, a.partitions)
+    out = model(a, costs)
     for k, v in out.items():
         print(f"{k}: {v}")
     print(json.dumps({"measured": costs, "model": out}))

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -151,6 +154,24 @@ class Site:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def api(site: Site, master: str, path: str, token: str, *, raw: bool = False) -> Any:
+    port = re.search(r"API and dashboard on 127\.0\.0\.1:(\d+)", site.log(master))
+    assert port, site.log(master)
+    req = urllib.request.Request(f"http://127.0.0.1:{port.group(1)}{path}",
+                                 headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        body = resp.read()
+    return body.decode() if raw else json.loads(body)
+
+
+def token(site: Site) -> str:
+    made = subprocess.run(
+        [sys.executable, "-m", "poolwarden", "token", "create", "--role", "viewer",
+         "--name", "test", "--store", site.db_url, "--json"],
+        capture_output=True, text=True, timeout=60, check=True)
+    return str(json.loads(made.stdout)["token"])
 
 
 async def delete_streams(url: str, prefix: str) -> None:

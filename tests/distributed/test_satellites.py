@@ -2,38 +2,15 @@
 
 from __future__ import annotations
 
-import json
-import re
-import subprocess
-import sys
 import time
-import urllib.request
-from typing import Any
 
-from dist_harness import Site, wait_until
+from dist_harness import Site, api, token, wait_until
 
 INTERVAL = 3.0  # the check interval of this test (seconds)
 
 
 def newest_samples(site: Site) -> dict[str, float]:
     return dict(site.query("SELECT host, max(ts) FROM sample GROUP BY host"))
-
-
-def api(site: Site, master: str, path: str, token: str) -> Any:
-    port = re.search(r"API and dashboard on 127\.0\.0\.1:(\d+)", site.log(master))
-    assert port, site.log(master)
-    req = urllib.request.Request(f"http://127.0.0.1:{port.group(1)}{path}",
-                                 headers={"Authorization": f"Bearer {token}"})
-    with urllib.request.urlopen(req, timeout=5) as resp:
-        return json.loads(resp.read())
-
-
-def token(site: Site) -> str:
-    made = subprocess.run(
-        [sys.executable, "-m", "poolwarden", "token", "create", "--role", "viewer",
-         "--name", "test", "--store", site.db_url, "--json"],
-        capture_output=True, text=True, timeout=60, check=True)
-    return str(json.loads(made.stdout)["token"])
 
 
 def test_a_zone_survives_one_satellite_and_reports_losing_all(site: Site) -> None:

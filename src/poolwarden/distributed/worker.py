@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from poolwarden.bus.nats import Delivery, NatsTransport
 
 log = logging.getLogger("poolwarden.worker")
+LATENESS_WINDOW = 60.0
 
 
 @dataclass
@@ -38,7 +40,8 @@ class WorkerStats:
     failed: int = 0  # jobs this process could not run (reported UNKNOWN)
     published: int = 0
     inflight: int = 0
-    lateness: list[float] = field(default_factory=list)
+    #: (when, how late) of the items started in the last LATENESS_WINDOW seconds
+    lateness: deque[tuple[float, float]] = field(default_factory=deque)
 
 
 def spec_of(item: WorkItem, known: dict[str, JobSpec]) -> JobSpec:
@@ -87,8 +90,10 @@ class Worker:
                 self.stats.stale += 1
                 await d.ack()  # a backlog is not replayed as a burst
                 continue
-            self.stats.lateness.append(max(0.0, now - item.issued_at))
-            del self.stats.lateness[:-1000]
+            late = self.stats.lateness
+            late.append((now, max(0.0, now - item.issued_at)))
+            while late and late[0][0] < now - LATENESS_WINDOW:
+                late.popleft()
             await self._sem.acquire()
             task = asyncio.create_task(self._run(item, d))
             self._tasks.add(task)
@@ -139,12 +144,13 @@ class Worker:
                                 time.time())]
 
     def status_line(self, buffered: int) -> str:
-        """Runs, drops and how late work started (issue → start), for the log."""
-        s, late = self.stats, self.stats.lateness
+        """Runs, drops and how late work started (issue → start) lately, for the log."""
+        s = self.stats
+        late = [v for _, v in s.lateness]
         mean = sum(late) / len(late) if late else 0.0
         return (f"{s.runs} runs, {s.stale} stale, {s.failed} failed, {s.inflight} in flight, "
                 f"{buffered} batches buffered; lateness max {max(late, default=0.0):.2f}s "
-                f"mean {mean:.3f}s (last {len(late)})")
+                f"mean {mean:.3f}s (last {LATENESS_WINDOW:.0f} s, {len(late)} items)")
 
     async def stop(self) -> None:
         if self._consumer is not None:

@@ -241,6 +241,9 @@ class RemediationEngine:
                     job.retry_at = self.clock() + self.config.retry_after
                     if not job.waiting_noted:  # said once, not at every retry
                         job.waiting_noted = True
+                        log.info("%s %s %s (rule %s): waiting — %s", job.detected.host,
+                                 job.detected.check, job.decision.action, job.decision.rule,
+                                 result.summary)
                         await self._event(job, "remediation_waiting",
                                           f"{result.summary}; retried every "
                                           f"{self.config.retry_after:g} s")
@@ -344,8 +347,9 @@ class RemediationEngine:
         pool lease."""
         for key in [k for k in self._problems if k[0] in hosts]:
             del self._problems[key]
-        for q in self._queues.values():
-            for job in [j for j in q if j.detected.host in hosts]:
+        for pool, q in self._queues.items():
+            running = q[0] if q and pool in self._workers else None
+            for job in [j for j in q if j.detected.host in hosts and j is not running]:
                 q.remove(job)
 
     def queued(self) -> dict[str, list[str]]:
