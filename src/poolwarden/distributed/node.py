@@ -148,8 +148,8 @@ class MasterNode:
         finally:
             stop.set()
             await asyncio.gather(*tasks, return_exceptions=True)
-            for p in sorted(mon.owned):
-                await mon.give(p, lost=False)
+            # all at once: each consumer takes up to a second to stop
+            await asyncio.gather(*(mon.give(p, lost=False) for p in sorted(mon.owned)))
             await asyncio.to_thread(self.cluster.leave)
             await worker.stop()
             await transport.close()
