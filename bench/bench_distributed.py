@@ -20,6 +20,8 @@ The last line is one JSON object.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import json
 import os
 import re
@@ -34,6 +36,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import nats
+import nats.js.errors
 import psycopg
 import yaml
 
@@ -91,6 +95,16 @@ def config(lab: Lab, tmp: Path, *, distributed: bool, db: str, prefix: str, inte
     path = tmp / ("distributed.yaml" if distributed else "embedded.yaml")
     path.write_text(yaml.safe_dump(cfg))
     return path
+
+
+async def drop_streams(prefix: str) -> None:
+    """The bench's streams go with it (the NATS server is shared)."""
+    nc = await nats.connect("nats://127.0.0.1:4222")
+    js = nc.jetstream()
+    for stream in (f"{prefix.upper()}_WORK", f"{prefix.upper()}_RESULTS"):
+        with contextlib.suppress(nats.js.errors.NotFoundError):
+            await js.delete_stream(stream)
+    await nc.close()
 
 
 def start(args: list[str], log: Path) -> subprocess.Popen[bytes]:
@@ -189,6 +203,7 @@ def run(hosts: int, interval: float, window: float) -> dict[str, Any]:
             stop(list(procs.values()))
             with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            asyncio.run(drop_streams(prefix))
         print(f"distributed: {out['distributed']}", flush=True)
     d = out["distributed"]
     masters = [d["cpu_pct"][n] for n in ports]

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
-from poolwarden.errors import ConfigError, NotFound, OperationRefused, UsageError
+from poolwarden.errors import NotFound, OperationRefused
 from poolwarden.hypervisor.base import PoolDriver, PoolSnapshot
 from poolwarden.hypervisor.cache import CachedPool, PoolCache
 from poolwarden.incidents.manager import IncidentManager
@@ -303,12 +303,9 @@ class Operations:
                                    "scripts is switched off")
         with self._catalog_lock:
             if self._catalog is None:
-                from poolwarden.scripts.catalog import ScriptCatalog
+                from poolwarden.scripts.service import open_catalog
 
-                try:
-                    self._catalog = ScriptCatalog(self.config.scripts.directory)
-                except UsageError as exc:
-                    raise ConfigError(str(exc), field="scripts.directory") from exc
+                self._catalog = open_catalog(self.config.scripts)
             return self._catalog
 
     async def run_script(self, host: str, script: str, args: list[str] | tuple[str, ...],
