@@ -15,6 +15,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from nats_server import PrivateNats
 from poolwarden.store.db import Store
 from sshd_server import Sshd, start_sshd
 
@@ -60,3 +61,12 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
     """A real sshd on loopback (per test module) with the test scripts directory."""
     with start_sshd(tmp_path_factory.mktemp("sshd")) as server:
         yield server
+
+
+@pytest.fixture
+def private_nats(tmp_path: Path) -> Iterator[PrivateNats]:
+    """A nats-server of the test's own (see tests/nats_server.py), started."""
+    server = PrivateNats(tmp_path / "jetstream")
+    server.start()
+    yield server
+    server.stop()

@@ -301,8 +301,19 @@ class Monitor:
         if gone or new:
             log.warning("discovery: %d check jobs added (%s), %d removed (%s)", len(new),
                         ", ".join(new[:5]), len(gone), ", ".join(gone[:5]))
+        left = {self.catalog[j].host for j in gone} - {s.host for s in catalog.values()}
         self.catalog = catalog
+        if left:
+            self.forget_hosts(left)
         return new + gone
+
+    def forget_hosts(self, hosts: set[str]) -> None:
+        """Hosts that left their pool: their checks leave the board (and the engine)."""
+        self.engine.forget(hosts)
+        for host in hosts:
+            self._checks_of.pop(host, None)
+        for key in [k for k in self._last if k[0] in hosts]:
+            del self._last[key]
 
     def _remediation_finished(self, pool: str) -> None:
         """A remediation changed a pool: the pool page must show it now, not in 30 s."""

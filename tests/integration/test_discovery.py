@@ -4,6 +4,7 @@ get the matching plugin checks, addressed as XAPI reports them."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 from poolwarden.config.models import Config
 from poolwarden.lab import Lab
@@ -39,3 +40,13 @@ def test_pool_members_found_through_xapi_get_the_plugin_checks(lab: Lab, store: 
     assert result.output == f"OK: up {xapi_address}"  # check_dummy prefixes its state
     # nothing new on the next round
     assert monitor.discover() == []
+
+    # xstest3 leaves the pool: its job goes, and its checks leave the board
+    monitor.evaluate([result])
+    assert ("xstest2", "plugin/alive") in monitor.checks()
+    assert snap.snapshot is not None
+    monitor.pools.put("lab-pool", replace(snap.snapshot, hosts=tuple(
+        h for h in snap.snapshot.hosts if h.name != "xstest2")))
+    assert monitor.discover() == ["plugin/alive/xstest2"]
+    assert ("xstest2", "plugin/alive") not in monitor.checks()
+    assert monitor.engine.status("xstest2", "plugin/alive") is None

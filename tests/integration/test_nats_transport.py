@@ -9,20 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
-import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
 
 import nats
 import nats.js.errors
 import pytest
 
-from poolwarden.bus._nats_receive import LogLimiter, safe_url
-from poolwarden.bus._nats_replay import Pending, ReplayBuffer
+from nats_server import PrivateNats, free_port
 from poolwarden.bus.nats import Delivery, NatsTransport
 from poolwarden.distributed.wire import (
     Heartbeat,
@@ -35,7 +31,6 @@ from poolwarden.errors import ConnectionFailed
 from poolwarden.messages import CheckResult, State
 
 SHARED = "nats://127.0.0.1:4222"
-NATS_SERVER = "/usr/sbin/nats-server"
 
 
 def run(coro: Coroutine[Any, Any, Any], timeout: float = 30.0) -> Any:
@@ -353,7 +348,7 @@ def test_heartbeats_are_validated(prefix: str) -> None:
 
 
 def test_a_first_connect_that_fails_raises_connection_failed() -> None:
-    port = _free_port()
+    port = free_port()
 
     async def main() -> None:
         t = NatsTransport(f"nats://admin:s3cret@127.0.0.1:{port}", name="x")
@@ -366,50 +361,6 @@ def test_a_first_connect_that_fails_raises_connection_failed() -> None:
         assert info.value.retryable
 
     run(main())
-
-
-# -- a private server that restarts ---------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class PrivateNats:
-    """nats-server with JetStream on its own port and store; stop() and start() again."""
-
-    def __init__(self, store: Path) -> None:
-        self.port, self.store = _free_port(), store
-        self.url = f"nats://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        log = (self.store.parent / "nats-server.log").open("ab")
-        self.proc = subprocess.Popen(
-            [NATS_SERVER, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.store)],
-            stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 10
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(
-                    ("127.0.0.1", self.port), timeout=0.2):
-                return
-            assert self.proc.poll() is None, "nats-server exited"
-            assert time.monotonic() < deadline, "nats-server did not start"
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
-        self.proc = None
-
-
-@pytest.fixture
-def private_nats(tmp_path: Path) -> Iterator[PrivateNats]:
-    server = PrivateNats(tmp_path / "jetstream")
-    server.start()
-    yield server
-    server.stop()
 
 
 def test_results_survive_a_nats_restart(private_nats: PrivateNats, prefix: str) -> None:
@@ -460,59 +411,3 @@ def test_results_survive_a_nats_restart(private_nats: PrivateNats, prefix: str) 
 def _index(d: Delivery) -> int:
     assert isinstance(d.message, ResultBatch)
     return int(d.message.job.removeprefix("snmp/xs"))
-
-
-# -- the pieces that need no server ----------------------------------------------------------------
-class _Refused(Exception):
-    err_code = 10054
-
-
-def test_replay_buffer_keeps_order_bounds_and_skips_permanent_failures() -> None:
-    async def main() -> None:
-        up = False
-        sent: list[str] = []
-
-        async def publish(entry: Pending) -> None:
-            if entry.msg_id == "poison":
-                raise _Refused
-            sent.append(entry.msg_id)
-
-        async def wait_up(timeout: float) -> bool:
-            await asyncio.sleep(min(timeout, 0.02))
-            return up
-
-        buf = ReplayBuffer(publish, is_up=lambda: up, wait_up=wait_up,
-                           permanent=lambda exc: isinstance(exc, _Refused),
-                           retry=(_Refused, OSError), max_items=3, max_age=0.5)
-        buf.start()
-        entries = [Pending("s", b"", f"m{i}") for i in range(5)]
-        buf.add(entries)
-        assert len(buf) == 3  # the two oldest are dropped, counted, settled as failed
-        assert buf.dropped == 2
-        assert [e.done.result() for e in entries[:2]] == [False, False]
-        await asyncio.sleep(0.6)  # older than max_age: dropped too
-        buf.prune()
-        assert len(buf) == 0
-        assert buf.dropped == 5
-        buf.add([Pending("s", b"", "m5"), Pending("s", b"", "poison"), Pending("s", b"", "m6")])
-        up = True
-        buf.wake()
-        await eventually(lambda: len(buf) == 0, 2)
-        assert sent == ["m5", "m6"]  # in order, the refused one skipped and counted
-        assert buf.dropped == 6
-        await buf.stop()
-
-    run(main())
-
-
-def test_log_limiter_and_safe_url(caplog: pytest.LogCaptureFixture) -> None:
-    import logging
-
-    limiter = LogLimiter(logging.getLogger("test.limiter"), burst=3, window=60)
-    with caplog.at_level(logging.WARNING, "test.limiter"):
-        for i in range(50):
-            limiter.warning("rejected %d", i)
-    assert len(caplog.records) == 3
-    assert safe_url("nats://admin:s3cret@nats.example:4222") == "nats://nats.example:4222"
-    assert safe_url("tls://tok3n@10.0.0.1") == "tls://10.0.0.1"
-    assert "s3cret" not in safe_url("nats://admin:s3cret@[::1")

@@ -136,12 +136,15 @@ class JobRunner:
         for host in self._bmcs:
             self._target(host)
 
-    def argv(self, spec: JobSpec) -> list[str]:
+    def _check(self, spec: JobSpec) -> CheckConfig:
         check = self._checks.get(spec.params.get("check", ""))
         if check is None:
             raise NotFound(f"no check {spec.params.get('check')!r} in this process's "
                            "configuration")
-        argv = check.argv({
+        return check
+
+    def argv(self, spec: JobSpec) -> list[str]:
+        argv = self._check(spec).argv({
             "host.name": spec.host, "host.address": spec.params.get("address", spec.host),
             "pool.name": spec.pool, "bmc.address": spec.params.get("bmc_address", ""),
         })
@@ -150,14 +153,12 @@ class JobRunner:
         return argv
 
     async def run(self, spec: JobSpec) -> list[CheckResult]:
-        """Run one job; check trouble is a result (UNKNOWN), never an exception."""
+        """Run one job; check trouble is a result (UNKNOWN), never an exception. A job
+        this configuration cannot run (no such BMC or check) is ``NotFound``."""
         if spec.kind == "snmp":
             target, profile = self._target(spec.host)
             return await poll(target, profile, host=spec.host)
-        check = self._checks[spec.params["check"]] if spec.params.get(
-            "check") in self._checks else None
-        timeout = check.timeout if check is not None else spec.timeout
-        res = await run_plugin(self.argv(spec), timeout=timeout)
+        res = await run_plugin(self.argv(spec), timeout=self._check(spec).timeout)
         return [res.to_check_result(spec.host, spec.check_prefix, time.time())]
 
 

@@ -79,16 +79,20 @@ class MasterMonitor(Monitor):
             self._map_zones()
         return changed
 
+    def forget_hosts(self, hosts: set[str]) -> None:
+        """Also from ``check_state``, so no master's board shows them any more."""
+        super().forget_hosts(hosts)
+        for key in [k for k in self._persisted if k[0] in hosts]:
+            del self._persisted[key]
+        with self._stored_lock:
+            self._stored = {k: v for k, v in self._stored.items() if k[0] not in hosts}
+        task = asyncio.ensure_future(asyncio.to_thread(self.saved_states.forget_hosts, hosts))
+        self._ticks.add(task)
+        task.add_done_callback(self._ticks.discard)
+
     # -- which partition -------------------------------------------------------------------
     def schedules(self, spec: JobSpec) -> bool:
         return spec.partition in self.owned
-
-    def partition_of_host(self, host: str) -> int:
-        if host.startswith("zone:"):
-            return partition_of(host, self.partition_count)
-        spec = self.catalog.get(f"snmp/{host}") or next(
-            (s for s in self.catalog.values() if s.host == host), None)
-        return spec.partition if spec is not None else partition_of(host, self.partition_count)
 
     def hosts_of(self, partition: int) -> set[str]:
         hosts = {s.host for s in self.catalog.values() if s.partition == partition}

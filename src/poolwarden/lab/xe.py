@@ -34,6 +34,7 @@ from poolwarden.hypervisor.xe_parse import (
     format_minimal,
     format_record,
 )
+from poolwarden.lab.xe_args import UsageFailure, need, parse_args, parse_params
 
 STD = {"server", "password", "port", "username", "minimal", "force", "multiple", "all",
        "message-priority", "trace"}
@@ -310,16 +311,6 @@ def cmd_vm_migrate(ctx: Ctx, cli: str, p: dict[str, str], minimal: bool) -> None
     ctx.x.VM.pool_migrate(vms[0][0], hosts[0][0], options)
 
 
-def need(p: dict[str, str], key: str) -> str:
-    if key not in p:
-        raise UsageFailure(f"Required parameter not found: {key}")
-    return p[key]
-
-
-class UsageFailure(Exception):
-    """``param_error``: the message, then the pointer to ``xe help``."""
-
-
 Command = Callable[[Ctx, str, dict[str, str], bool], None]
 COMMANDS: dict[str, tuple[str, Command]] = {
     **{f"{c}-list": (c, cmd_list) for c in CLASSES},
@@ -335,51 +326,6 @@ COMMANDS: dict[str, tuple[str, Command]] = {
 
 
 # -- the thin client ------------------------------------------------------------------------
-_SHORT = {"-s": "server", "-h": "server", "-p": "port", "-u": "username", "-pw": "password",
-          "-pwf": "passwordfile"}
-_KEYWORDS = {"server", "port", "username", "password", "passwordfile", "nossl", "debug",
-             "debugonfail", "traceparent"}
-
-
-def parse_args(argv: Sequence[str]) -> tuple[dict[str, str], list[str]]:
-    """``newcli.ml``'s ``parse_args``: connection settings out (``XE_EXTRA_ARGS`` first,
-    the command line overriding), everything else for the command."""
-    conn: dict[str, str] = {}
-
-    def take(args: Sequence[str]) -> list[str]:
-        rest, i = [], 0
-        while i < len(args):
-            a = args[i]
-            if a in _SHORT and i + 1 < len(args):
-                conn[_SHORT[a]] = args[i + 1]
-                i += 2
-                continue
-            key, sep, value = a.partition("=")
-            if sep and key in _KEYWORDS:
-                conn[key] = value
-            elif a not in ("--nossl", "--debug", "--debug-on-fail"):
-                rest.append(a)
-            i += 1
-        return rest
-
-    extra = take([a for a in os.environ.get("XE_EXTRA_ARGS", "").split(",") if a])
-    return conn, take(argv) + extra
-
-
-def parse_params(words: Sequence[str]) -> tuple[dict[str, str], bool]:
-    """``key=value`` and ``--flag`` (= ``flag=true``) words of a command."""
-    params: dict[str, str] = {}
-    for w in words:
-        if w.startswith("--"):
-            params[w[2:]] = "true"
-            continue
-        key, sep, value = w.partition("=")
-        if not sep:
-            raise UsageFailure(f"Syntax error: {w}")
-        params[key] = value
-    return params, params.pop("minimal", "false") == "true"
-
-
 def login(url: str, user: str, password: str, *, follow: bool) -> Any:
     """A session; as the local xe of a member, follow xapi's forwarding to the master."""
     for _ in range(3):
