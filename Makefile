@@ -23,7 +23,9 @@ system-deps:
 demo: system-deps $(STAMP)
 	$(BIN)/poolwarden demo
 
+# The shell entry points are parsed too: a broken .ci/run fails CI before any test runs.
 lint: $(STAMP)
+	bash -n .ci/run tools/system-deps.sh
 	$(BIN)/ruff check src tests bench
 
 typecheck: $(STAMP)
