@@ -40,6 +40,25 @@ class Sshd:
     scripts: Path
 
 
+def alive(pid: int) -> bool:
+    """Running (a zombie waiting for a reaper counts as dead)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def wait_dead(found: list[int], within: float) -> float:
+    """Wait until none of ``found`` runs any more (a command's leftovers on the "host");
+    how long that took."""
+    t0 = time.monotonic()
+    while any(alive(p) for p in found):
+        assert time.monotonic() - t0 < within, f"still running: {found}"
+        time.sleep(0.1)
+    return time.monotonic() - t0
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,7 @@ from poolwarden.scripts.runner import KILL_AFTER, REMOTE_GRACE, remote_command
 from poolwarden.scripts.service import ConfiguredScripts
 from poolwarden.store.db import Store
 from poolwarden.store.models import ScriptRun
-from sshd_server import SCRIPTS, Sshd, free_port, start_sshd
+from sshd_server import SCRIPTS, Sshd, alive, free_port, start_sshd, wait_dead
 
 #: write the shell's PID and a child's PID, then wait on the child (a "stuck" job)
 PID_SLEEP = ("#!/bin/sh\n# poolwarden-args: DIR:re(/[A-Za-z0-9_/.-]{1,200})\n"
@@ -185,25 +184,8 @@ def test_cli_without_config_needs_its_flags(tmp_path: Path) -> None:
 
 # --- a timed-out script really dies on the host ----------------------------------------------
 
-def alive(pid: int) -> bool:
-    """Running (a zombie waiting for a reaper counts as dead)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
 def pids(directory: Path) -> list[int]:
     return [int((directory / f"{name}.pid").read_text()) for name in ("sh", "child")]
-
-
-def wait_dead(found: list[int], within: float) -> float:
-    t0 = time.monotonic()
-    while any(alive(p) for p in found):
-        assert time.monotonic() - t0 < within, f"still running: {found}"
-        time.sleep(0.1)
-    return time.monotonic() - t0
 
 
 @pytest.mark.parametrize(("script", "within"), [

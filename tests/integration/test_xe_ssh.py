@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -23,7 +24,12 @@ import XenAPI
 
 import poolwarden.lab.xe
 from poolwarden.config.models import PoolConfig, SshConfig, XeSshConfig
-from poolwarden.errors import HypervisorError, OperationRefused
+from poolwarden.errors import (
+    AuthenticationFailed,
+    ConnectionFailed,
+    HypervisorError,
+    OperationRefused,
+)
 from poolwarden.hypervisor.base import PoolSnapshot, TaskInfo, TaskStatus
 from poolwarden.hypervisor.xe_parse import XeFailure, parse_failure, parse_minimal, parse_records
 from poolwarden.hypervisor.xe_ssh import XeSshDriver
@@ -32,10 +38,10 @@ from poolwarden.lab import Lab, Layout
 from poolwarden.remediate.engine import pool_driver_for
 from poolwarden.remediate.executor import ExecutorSettings
 from poolwarden.remediate.maintenance import host_maintenance
-from poolwarden.scripts.ssh import SshTarget
+from poolwarden.scripts.ssh import REMOTE_GRACE, SshTarget
 from poolwarden.store.db import Store
 from poolwarden.store.journal import RemediationJournal, RemediationRecord
-from sshd_server import Sshd
+from sshd_server import Sshd, alive, wait_dead
 
 FAST = ExecutorSettings(poll_interval=0.02, retry_delay=0.05)
 
@@ -71,9 +77,14 @@ def write_xe(directory: Path, lab: Lab, host: str = "xs2") -> Path:
     return wrapper
 
 
-def target(sshd: Sshd, known_hosts: Path | None = None) -> SshTarget:
-    return SshTarget("xe-pool", "127.0.0.1", sshd.key_file, known_hosts or sshd.known_hosts,
-                     port=sshd.port)
+def target(sshd: Sshd, known_hosts: Path | None = None, *, address: str = "127.0.0.1",
+           key_file: Path | None = None) -> SshTarget:
+    return SshTarget("xe-pool", address, key_file or sshd.key_file,
+                     known_hosts or sshd.known_hosts, port=sshd.port)
+
+
+#: loopback addresses where nothing listens (sshd listens on 127.0.0.1 only): refused
+DEAD, DEAD_TOO = "127.0.0.2", "127.0.0.3"
 
 
 @pytest.fixture
@@ -155,6 +166,80 @@ def test_snapshot_is_what_the_xenapi_driver_reads(lab: Lab, driver: XeSshDriver,
 def test_unknown_host_key_is_refused(sshd: Sshd, xe_path: Path) -> None:
     with pytest.raises(OperationRefused, match="host key not trusted"):
         XeSshDriver(target(sshd, sshd.other_known_hosts), xe=str(xe_path))
+
+
+# -- several addresses -------------------------------------------------------------------------
+def test_a_dead_first_address_falls_back_to_the_next(sshd: Sshd, xe_path: Path) -> None:
+    with XeSshDriver(target(sshd, address=DEAD), xe=str(xe_path), timeout=30,
+                     fallback_addresses=["127.0.0.1"]) as driver:
+        assert driver.target.address == "127.0.0.1"
+        assert driver.snapshot().host("xs2") is not None
+
+
+def test_every_address_dead_names_them_all(sshd: Sshd, xe_path: Path) -> None:
+    with pytest.raises(ConnectionFailed) as exc:
+        XeSshDriver(target(sshd, address=DEAD), xe=str(xe_path),
+                    fallback_addresses=[DEAD_TOO])
+    assert exc.value.retryable
+    assert f"tried {DEAD}, {DEAD_TOO}" in str(exc.value)
+
+
+def test_a_refused_key_is_not_tried_on_the_other_addresses(sshd: Sshd, xe_path: Path) -> None:
+    with socket.socket() as other:  # the next address: would see a connection
+        other.bind((DEAD, sshd.port))
+        other.listen(8)
+        other.setblocking(False)
+        with pytest.raises(AuthenticationFailed):
+            XeSshDriver(target(sshd, key_file=sshd.key_file.parent / "other_key"),
+                        xe=str(xe_path), timeout=5, fallback_addresses=[DEAD])
+        with pytest.raises(BlockingIOError):
+            other.accept()
+
+
+def test_the_factory_starts_at_the_address_that_last_answered(
+        sshd: Sshd, xe_path: Path) -> None:
+    pool = PoolConfig(name="xe-pool", driver="xe_ssh", xe_ssh=XeSshConfig(
+        address=DEAD, fallback_addresses=["127.0.0.1"], xe=str(xe_path), timeout=30,
+        ssh=SshConfig(key_file=sshd.key_file, known_hosts=sshd.known_hosts, port=sshd.port)))
+    factory = pool_driver_for([pool])
+    tried: list[list[str]] = []
+    for _ in range(2):
+        driver = factory("xe-pool")
+        try:
+            assert isinstance(driver, XeSshDriver)
+            tried.append(driver._ssh.addresses)
+            assert driver.target.address == "127.0.0.1"
+            assert driver.snapshot().host("xs1") is not None
+        finally:
+            driver.close()
+    assert tried == [[DEAD, "127.0.0.1"], ["127.0.0.1", DEAD]]  # the second: remembered
+
+
+# -- deadlines ----------------------------------------------------------------------------------
+#: an ``xe`` that hangs: it writes its PID and a child's to ``pids`` and waits on the child
+HANGING_XE = "#!/bin/sh\necho $$ >> {pids}\nsleep 60 &\necho $! >> {pids}\nwait\n"
+
+
+def test_a_hanging_xe_times_out_and_dies_on_the_host(sshd: Sshd, tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    xe = tmp_path / "hanging-xe"
+    xe.write_text(HANGING_XE.format(pids=pids))
+    xe.chmod(0o755)
+    with XeSshDriver(target(sshd), xe=str(xe), timeout=1) as driver:
+        t0 = time.monotonic()
+        with pytest.raises(ConnectionFailed, match="did not finish within 1s") as exc:
+            driver.vm_host("00000000-0000-4000-8000-000000000000")
+        took = time.monotonic() - t0
+    assert exc.value.retryable  # the journal resumes the step
+    assert took < 1 + 1.5, took
+    found = [int(p) for p in pids.read_text().split()]
+    assert len(found) == 2  # the read was not run again after its timeout
+    try:
+        wait_dead(found, REMOTE_GRACE + 4.0)  # the remote deadline ended it
+    finally:
+        for pid in found:  # never leave a stray sleep behind a failed assertion
+            if alive(pid):
+                os.kill(pid, 9)
 
 
 def test_the_lab_xe_prints_what_the_real_one_prints(lab: Lab, sdk: Any) -> None:

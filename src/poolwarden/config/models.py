@@ -187,7 +187,10 @@ class HostConfig(_Model):
 
 
 class XapiConfig(_Model):
+    #: the first URL tried (any host of the pool: a member redirects to the master)
     url: str
+    #: other hosts' URLs, tried in order when the ones before cannot be reached
+    fallback_urls: list[str] = []
     user: str = "root"
     password: str | None = None
     password_file: Path | None = None
@@ -201,7 +204,10 @@ class XapiConfig(_Model):
 class XeSshConfig(_Model):
     """The ``xe_ssh`` driver: ``xe`` run over SSH on one host of the pool."""
 
+    #: the first host tried (any host of the pool: a member forwards xe to the master)
     address: str
+    #: other hosts, tried in order when the ones before cannot be reached
+    fallback_addresses: list[str] = []
     ssh: SshConfig | None = None  # default: scripts.ssh
     #: the xe binary on the host (dom0 has it on PATH as ``xe``)
     xe: str = Field(default="xe", pattern=r"^[A-Za-z0-9_./-]+$")

@@ -7,7 +7,17 @@ snapshot's refs are uuids. ``xe`` run on a pool member is forwarded by xapi to t
 host of the pool will do and a master hand-over needs no reconnection.
 
 One SSH connection is kept open (:class:`~poolwarden.scripts.ssh.SshSession`) in an
-asyncio loop in a background thread; reads that lose it are run again on a new one.
+asyncio loop in a background thread; reads that lose it are run again on a new one. The
+pool may be given several addresses: the connection goes to the first that answers (the
+last one that answered first, on a reconnection); only an unreachable address moves on to
+the next, a refused key or an untrusted host key fails at once.
+
+Deadlines: every ``xe`` runs under the remote deadline of
+:func:`~poolwarden.scripts.ssh.with_deadline` (coreutils ``timeout`` ends it on the host,
+as for scripts) and the client's ``timeout``; each connection attempt is bounded by the
+smaller of ``timeout`` and the SSH connect timeout. A command that does not finish in
+time is ``ConnectionFailed`` (retryable); a migration that does not is a task whose fate
+the pool tells (below).
 
 Tasks: ``xe vm-migrate`` is synchronous, so :meth:`start_migration` runs it in that
 loop and returns a driver-local ref ``xe-migrate:<vm>:<target>:<nonce>``. :meth:`task` is
@@ -27,12 +37,13 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
 import re
 import secrets
 import shlex
 import threading
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from poolwarden.errors import (
@@ -54,7 +65,13 @@ from poolwarden.hypervisor.xe_parse import (
     ref_value,
 )
 from poolwarden.hypervisor.xenapi import MAINTENANCE_KEY, PLANNER_DECIDES, translate
-from poolwarden.scripts.ssh import RemoteResult, SshSession, SshTarget
+from poolwarden.scripts.ssh import (
+    RemoteResult,
+    SshSession,
+    SshTarget,
+    deadline_passed,
+    with_deadline,
+)
 
 if TYPE_CHECKING:
     from poolwarden.config.models import SshConfig, XeSshConfig
@@ -100,17 +117,22 @@ class _Loop:
 
 
 class XeSshDriver:
-    """One pool, reached by SSH on ``target`` where ``xe`` (the path ``xe``) is run."""
+    """One pool, reached by SSH on ``target`` (else on ``fallback_addresses``, in order)
+    where ``xe`` (the path ``xe``) is run; ``on_connect`` is told each address that
+    answered (the factory remembers it for the next driver)."""
 
     def __init__(self, target: SshTarget, *, xe: str = "xe", timeout: float = 120.0,
                  migration_timeout: float = 4 * 3600.0, master_wait: float = 120.0,
-                 orphan_grace: float = 5.0) -> None:
+                 orphan_grace: float = 5.0, fallback_addresses: Sequence[str] = (),
+                 on_connect: Callable[[str], None] | None = None) -> None:
         if not _XE_PATH.match(xe):
             raise OperationRefused(f"xe path {xe!r} is not a plain path")
-        self.target, self.xe, self.timeout = target, xe, timeout
+        target = dataclasses.replace(target,
+                                     connect_timeout=min(target.connect_timeout, timeout))
+        self.xe, self.timeout = xe, timeout
         self.migration_timeout, self.master_wait = migration_timeout, master_wait
         self.orphan_grace = orphan_grace
-        self._ssh = SshSession(target)
+        self._ssh = SshSession(target, fallbacks=fallback_addresses, on_connect=on_connect)
         self._loop = _Loop()
         self._tasks: dict[str, concurrent.futures.Future[RemoteResult]] = {}
         self._reads: asyncio.Semaphore | None = None
@@ -122,6 +144,11 @@ class XeSshDriver:
         except BaseException:
             self._loop.stop()
             raise
+
+    @property
+    def target(self) -> SshTarget:
+        """Where the driver is (or was last) connected."""
+        return self._ssh.target
 
     def __enter__(self) -> XeSshDriver:
         return self
@@ -145,13 +172,20 @@ class XeSshDriver:
         return shlex.join([self.xe, command, *(f"{k}={v}" for k, v in args), *flags])
 
     async def _run(self, line: str, *, read: bool, timeout: float) -> RemoteResult:
+        """``line`` under both deadlines; a remote deadline that won the race (exit status
+        of ``timeout``) is a timeout too, so a result is ``timed_out`` either way."""
         if self._reads is None:
             self._reads = asyncio.Semaphore(READS_AT_ONCE)
+        command = with_deadline(line, timeout)
         if not read:
-            return await self._ssh.run(line, timeout=timeout, max_output=MAX_OUTPUT)
-        async with self._reads:
-            return await self._ssh.run(line, timeout=timeout, max_output=MAX_OUTPUT,
-                                       retry=True)
+            result = await self._ssh.run(command, timeout=timeout, max_output=MAX_OUTPUT)
+        else:
+            async with self._reads:
+                result = await self._ssh.run(command, timeout=timeout, max_output=MAX_OUTPUT,
+                                             retry=True)
+        if deadline_passed(result, timeout):
+            return dataclasses.replace(result, exit_status=None, timed_out=True)
+        return result
 
     def _xe(self, command: str, *args: tuple[str, str], flags: Sequence[str] = (),
             read: bool = True) -> str:
@@ -355,8 +389,7 @@ class XeSshDriver:
         """``xe vm-migrate`` (synchronous) running in the loop: the task's command."""
         line = self._line("vm-migrate", [("uuid", vm), ("host-uuid", target),
                                          ("live", "true")])
-        return self._loop.submit(
-            self._ssh.run(line, timeout=self.migration_timeout, max_output=MAX_OUTPUT))
+        return self._loop.submit(self._run(line, read=False, timeout=self.migration_timeout))
 
     def forget_task(self, ref: str) -> None:
         self._tasks.pop(ref, None)
@@ -396,8 +429,14 @@ def _int(v: str | None) -> int:
         return 0
 
 
-def driver_from_config(cfg: XeSshConfig, ssh: SshConfig, *, pool: str) -> XeSshDriver:
-    """The driver for a pool's ``xe_ssh:`` section (``ssh`` resolved by the caller)."""
-    target = SshTarget(pool, cfg.address, ssh.key_file, ssh.known_hosts, port=ssh.port,
+def driver_from_config(cfg: XeSshConfig, ssh: SshConfig, *, pool: str,
+                       first: str | None = None,
+                       on_connect: Callable[[str], None] | None = None) -> XeSshDriver:
+    """The driver for a pool's ``xe_ssh:`` section (``ssh`` resolved by the caller):
+    ``address`` then ``fallback_addresses``, after ``first`` (the last one that answered)."""
+    addresses = list(dict.fromkeys([*([first] if first else []), cfg.address,
+                                    *cfg.fallback_addresses]))
+    target = SshTarget(pool, addresses[0], ssh.key_file, ssh.known_hosts, port=ssh.port,
                        user=ssh.user, connect_timeout=ssh.connect_timeout)
-    return XeSshDriver(target, xe=cfg.xe, timeout=cfg.timeout)
+    return XeSshDriver(target, xe=cfg.xe, timeout=cfg.timeout,
+                       fallback_addresses=addresses[1:], on_connect=on_connect)

@@ -4,6 +4,13 @@ The boundary where XenAPI's ``Failure``, XML-RPC faults and socket errors become
 :mod:`poolwarden.errors`. It follows HOST_IS_SLAVE to the master (XAPI refuses logins on
 pool members) and reconnects after a master hand-over, when XAPI restarts and every
 session is gone.
+
+A pool may be given several URLs (its hosts'): the driver logs in at the first that
+answers, and only a URL that cannot be reached moves on to the next one — refused
+credentials are raised at once. Once logged in, ``url`` is the master's (learned from
+HOST_IS_SLAVE and from a hand-over); it is tried first when the driver connects again
+(after a connection failure, the next call does) and is told to ``on_connect``, so the
+next driver of the pool can start there too.
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ import contextlib
 import http.client
 import time
 import xmlrpc.client
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -89,14 +96,19 @@ def _int(v: Any, default: int = 0) -> int:
 
 
 class XenAPIDriver:
-    """One pool, reached through any of its hosts' URLs."""
+    """One pool, reached through any of its hosts' URLs: ``url``, else ``fallback_urls``
+    in order; ``on_connect`` is told each URL logged in at (the master's)."""
 
     def __init__(self, url: str, user: str, password: str, *, timeout: float = 30.0,
-                 verify_tls: bool = True, originator: str = "poolwarden") -> None:
-        self.url, self.user, self._password = url.rstrip("/"), user, password
+                 verify_tls: bool = True, originator: str = "poolwarden",
+                 fallback_urls: Sequence[str] = (),
+                 on_connect: Callable[[str], None] | None = None) -> None:
+        self.urls = list(dict.fromkeys(u.rstrip("/") for u in (url, *fallback_urls)))
+        self.url, self.user, self._password = self.urls[0], user, password
         self.timeout, self.verify_tls, self.originator = timeout, verify_tls, originator
+        self._on_connect = on_connect
         self._session: Any = None
-        self._connect(self.url)
+        self._connect_any()
 
     # -- connection -------------------------------------------------------------------
     def _new_session(self, url: str) -> Any:
@@ -106,6 +118,22 @@ class XenAPIDriver:
         )
         return XenAPI.Session(url, transport=transport)
 
+    def _connect_any(self) -> None:
+        """Log in at the last URL that worked (the master), else at the others in order;
+        only ``ConnectionFailed`` moves on to the next URL."""
+        tried = list(dict.fromkeys([self.url, *self.urls]))
+        failures: list[ConnectionFailed] = []
+        for url in tried:
+            try:
+                self._connect(url)
+                return
+            except ConnectionFailed as exc:
+                failures.append(exc)
+        if len(failures) == 1:
+            raise failures[0]
+        raise ConnectionFailed(f"no XAPI of the pool answered (tried {', '.join(tried)}): "
+                               + "; ".join(str(f) for f in failures)) from failures[-1]
+
     def _connect(self, url: str, *, redirects: int = 3) -> None:
         session = self._new_session(url)
         try:
@@ -113,7 +141,7 @@ class XenAPIDriver:
         except XenAPI.Failure as exc:
             details = list(exc.details)
             if details and details[0] == "HOST_IS_SLAVE" and len(details) > 1 and redirects:
-                self._connect(self._url_for(str(details[1])), redirects=redirects - 1)
+                self._connect(self._url_for(str(details[1]), url), redirects=redirects - 1)
                 return
             if details and details[0] == "SESSION_AUTHENTICATION_FAILED":
                 raise AuthenticationFailed(
@@ -125,17 +153,26 @@ class XenAPIDriver:
         except xmlrpc.client.Fault as exc:
             raise ConnectionFailed(f"XAPI at {url} answered a fault: {exc.faultString}") from exc
         self._session, self.url = session, url
+        if self._on_connect is not None:
+            self._on_connect(url)
 
-    def _url_for(self, address: str) -> str:
-        """The URL of another host of the pool: same scheme (and port, if none given)."""
-        parts = urlsplit(self.url)
+    def _url_for(self, address: str, base: str | None = None) -> str:
+        """The URL of another host of the pool: the scheme (and port, if none given) of
+        ``base`` (default: the current URL)."""
+        parts = urlsplit(base or self.url)
         if ":" in address or parts.port is None:
             return f"{parts.scheme}://{address}"
         return f"{parts.scheme}://{address}:{parts.port}"
 
     def _call(self, method: str, *args: Any) -> Any:
-        """Call ``class.method`` (or ``Async.class.method``) translating every failure."""
+        """Call ``class.method`` (or ``Async.class.method``) translating every failure.
+
+        A connection failure drops the session: the next call logs in again (the last
+        good URL first, then the others). A refused connection sent nothing, so the call
+        is tried again at once on the new session."""
         for attempt in range(2):
+            if self._session is None:
+                self._connect_any()
             target: Any = self._session.xenapi
             for part in method.split("."):
                 target = getattr(target, part)
@@ -150,11 +187,15 @@ class XenAPIDriver:
                 raise translate(details, method) from exc
             except xmlrpc.client.Fault as exc:
                 if "valid session" in str(exc.faultString) and attempt == 0:
-                    self._connect(self.url)
+                    self._connect_any()
                     continue
                 raise ConnectionFailed(f"{method}: XML-RPC fault {exc.faultString}") from exc
             except (OSError, http.client.HTTPException, xmlrpc.client.ProtocolError) as exc:
-                raise ConnectionFailed(f"{method}: {exc}") from exc
+                # why no logout: the host may be gone; XAPI expires an orphaned session
+                self._session = None
+                if isinstance(exc, ConnectionRefusedError) and attempt == 0:
+                    continue
+                raise ConnectionFailed(f"{method} at {self.url}: {exc}") from exc
         raise ConnectionFailed(f"{method}: no usable session")  # pragma: no cover
 
     def __enter__(self) -> XenAPIDriver:

@@ -28,15 +28,13 @@ from poolwarden.scripts.ssh import (
     KILL_AFTER,
     REMOTE_GRACE,
     SshTarget,
+    deadline_passed,
     run_remote,
     with_deadline,
 )
 
 __all__ = ["DEFAULT_MAX_OUTPUT", "KILL_AFTER", "REMOTE_GRACE", "ScriptResult",
            "remote_command", "run_script"]
-
-#: exit statuses of ``timeout`` when it ended the command (TERM: 124; KILL: 128 + 9)
-_REMOTE_TIMEOUT_STATUS = (124, 137)
 
 
 @dataclass
@@ -97,8 +95,7 @@ async def run_script(
                        connect_timeout=connect_timeout or min(timeout, 30.0))
     r = await run_remote(target, remote_command(checked, timeout=timeout),
                          stdin=script.content, timeout=timeout, max_output=max_output)
-    # why: on a slow link the remote deadline may still win the race; it is a timeout too
-    remote_timeout = r.exit_status in _REMOTE_TIMEOUT_STATUS and r.duration >= timeout
+    remote_timeout = deadline_passed(r, timeout)
     return ScriptResult(
         host=host, script=script.name, args=checked,
         exit_status=None if remote_timeout else r.exit_status,

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +32,8 @@ _CHUNK = 8192
 REMOTE_GRACE = 2
 #: seconds between the remote TERM and KILL, for commands that ignore TERM
 KILL_AFTER = 5
+#: exit statuses of ``timeout`` when it ended the command (TERM: 124; KILL: 128 + 9)
+REMOTE_TIMEOUT_STATUS = (124, 137)
 
 
 def with_deadline(command: str, timeout: float) -> str:
@@ -43,6 +47,12 @@ def with_deadline(command: str, timeout: float) -> str:
     be a simple command (a program and quoted arguments), not a shell construct.
     """
     return f"timeout -s TERM -k {KILL_AFTER} {math.ceil(timeout) + REMOTE_GRACE} {command}"
+
+
+def deadline_passed(result: RemoteResult, timeout: float) -> bool:
+    """Whether the remote deadline of :func:`with_deadline` ended the command: on a slow
+    link it may win the race against the client's ``timeout``; that is a timeout too."""
+    return result.exit_status in REMOTE_TIMEOUT_STATUS and result.duration >= timeout
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,14 +130,20 @@ async def run_on(conn: asyncssh.SSHClientConnection, command: str, *, stdin: byt
     """Run ``command`` on an open connection, feeding ``stdin``; a timeout is a result
     (the command may have done part of its work), a lost connection ``ConnectionFailed``."""
     started = time.monotonic()
+    deadline = asyncio.get_running_loop().time() + timeout
     out, err = _Capped(max_output), _Capped(max_output)
     timed_out, exit_status = False, None
     try:
-        process = await conn.create_process(command, encoding=None)
-    except asyncssh.Error as exc:
+        # why within the deadline: a stalled connection never answers the channel request
+        async with asyncio.timeout_at(deadline):
+            process = await conn.create_process(command, encoding=None)
+    except TimeoutError as exc:
+        raise ConnectionFailed(f"{where}: the command did not start within "
+                               f"{timeout:g}s (connection stalled)") from exc
+    except (OSError, asyncssh.Error) as exc:
         raise ConnectionFailed(f"{where}: cannot start the command: {exc}") from exc
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout_at(deadline):
             if stdin:
                 process.stdin.write(stdin)
             process.stdin.write_eof()
@@ -167,14 +183,23 @@ class SshSession:
     """One authenticated connection kept open for many commands (the ``xe_ssh`` driver runs
     dozens a minute); opened on first use and opened again after it was lost.
 
+    Addresses: ``target.address`` first, then ``fallbacks`` in order; only an address that
+    cannot be reached (``ConnectionFailed``) moves on to the next one — a refused key or an
+    untrusted host key is raised at once. The address that answered becomes ``target``, so
+    a reconnection tries it first; ``on_connect`` is told each address that answered.
+
     A lost connection is ``ConnectionFailed``; only a caller whose command may safely run
     twice (a read) passes ``retry=True`` to have it run once more on a new connection —
     a command that changes the pool may have run before the connection broke. Keepalives
     find a dead peer during long commands (a live migration).
     """
 
-    def __init__(self, target: SshTarget, *, keepalive: float = 15.0) -> None:
+    def __init__(self, target: SshTarget, *, keepalive: float = 15.0,
+                 fallbacks: Sequence[str] = (),
+                 on_connect: Callable[[str], None] | None = None) -> None:
         self.target, self.keepalive = target, keepalive
+        self.addresses = list(dict.fromkeys([target.address, *fallbacks]))
+        self._on_connect = on_connect
         self._conn: asyncssh.SSHClientConnection | None = None
         self._lock: asyncio.Lock | None = None
 
@@ -184,9 +209,29 @@ class SshSession:
             self._lock = asyncio.Lock()
         async with self._lock:
             if self._conn is None or self._conn.is_closed():
-                self._conn = await connect(self.target)
+                self._conn = await self._connect_any()
                 self._conn.set_keepalive(self.keepalive, 3)
             return self._conn
+
+    async def _connect_any(self) -> asyncssh.SSHClientConnection:
+        """The last address that answered first, then the others in their order."""
+        failures: list[ConnectionFailed] = []
+        for address in dict.fromkeys([self.target.address, *self.addresses]):
+            target = dataclasses.replace(self.target, address=address)
+            try:
+                conn = await connect(target)
+            except ConnectionFailed as exc:
+                failures.append(exc)
+                continue
+            self.target = target
+            if self._on_connect is not None:
+                self._on_connect(address)
+            return conn
+        if len(failures) == 1:
+            raise failures[0]
+        tried = ", ".join(dict.fromkeys([self.target.address, *self.addresses]))
+        raise ConnectionFailed(f"{self.target.host}: no address answered (tried {tried}): "
+                               + "; ".join(str(f) for f in failures)) from failures[-1]
 
     async def run(self, command: str, *, stdin: bytes = b"", timeout: float,
                   max_output: int = DEFAULT_MAX_OUTPUT, retry: bool = False) -> RemoteResult:
