@@ -21,18 +21,25 @@ def free_port() -> int:
 
 
 class PrivateNats:
-    """nats-server with JetStream on its own port and store; stop() and start() again."""
+    """nats-server with JetStream on its own port and store; stop() and start() again.
 
-    def __init__(self, store: Path) -> None:
-        self.port, self.store = free_port(), store
+    ``config``: extra nats-server configuration (``tls {...}``, ``authorization {...}``),
+    written beside the store and given with ``-c``."""
+
+    def __init__(self, store: Path, *, config: str = "") -> None:
+        self.port, self.store, self.config = free_port(), store, config
         self.url = f"nats://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         log = (self.store.parent / "nats-server.log").open("ab")
-        self.proc = subprocess.Popen(
-            [NATS_SERVER, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.store)],
-            stdout=log, stderr=subprocess.STDOUT)
+        args = [NATS_SERVER, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd",
+                str(self.store)]
+        if self.config:
+            conf = self.store.parent / "nats-server.conf"
+            conf.write_text(self.config, encoding="utf-8")
+            args += ["-c", str(conf)]
+        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 10
         while True:
             with contextlib.suppress(OSError), socket.create_connection(

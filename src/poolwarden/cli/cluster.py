@@ -52,9 +52,9 @@ def master_command(config: ConfigOpt, log_level: LogOpt = "info",
     _logging(log_level)
     with errors_to_exit(False):
         cfg = load_config(config)
-        if not cfg.bus.url.startswith("nats://"):
-            raise ConfigError("a master needs a NATS bus (nats://host:4222)", file=str(config),
-                              field="bus.url")
+        if not cfg.bus.is_nats:
+            raise ConfigError("a master needs a NATS bus (nats://host:4222 or tls://…)",
+                              file=str(config), field="bus.url")
         store = Store.open(cfg.store.url)
         if cfg.api.tls_cert is not None and cfg.api.tls_key is not None:
             check_tls(cfg.api.tls_cert, cfg.api.tls_key)
@@ -103,8 +103,8 @@ def satellite_command(zone: Annotated[str, typer.Option(
         if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", zone):
             raise UsageError(f"invalid zone name {zone!r} (letters, digits, '_', '-')")
         cfg = load_config(config)
-        if not cfg.bus.url.startswith("nats://"):
-            raise ConfigError("a satellite needs a NATS bus (nats://host:4222)",
+        if not cfg.bus.is_nats:
+            raise ConfigError("a satellite needs a NATS bus (nats://host:4222 or tls://…)",
                               file=str(config), field="bus.url")
         zones = {p.zone for p in cfg.pools if p.zone}
         if zone not in zones and zone != "master":

@@ -58,7 +58,84 @@ class StoreConfig(_Model):
 
 
 class BusConfig(_Model):
+    """The message bus; for the distributed mode a NATS server or cluster, with optional
+    TLS and credentials (docs/distributed.md, "Securing the bus")."""
+
+    #: ``memory://`` (in-process), or one NATS URL, or several separated by commas (the
+    #: servers of one cluster): ``nats://n1:4222,nats://n2:4222``; ``tls://`` requires TLS
     url: str = "memory://"
+    #: CA bundle (PEM) that verifies the server's certificate (instead of the system's CAs);
+    #: setting it (or a client certificate) makes TLS mandatory
+    tls_ca: Path | None = None
+    #: client certificate chain and key (PEM) for mutual TLS: both or neither
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    #: the name checked in the server's certificate, if not the URL's host
+    tls_hostname: str | None = None
+    #: NATS credentials file (user JWT + nkey seed, decentralized auth)
+    creds_file: Path | None = None
+    #: authorization token (or the file whose first line is it)
+    token: str | None = Field(default=None, repr=False)
+    token_file: Path | None = None
+    #: user and password (or the file whose first line is it)
+    user: str | None = None
+    password: str | None = Field(default=None, repr=False)
+    password_file: Path | None = None
+
+    @property
+    def servers(self) -> list[str]:
+        """The server URLs of ``url``, in order."""
+        return [u.strip() for u in self.url.split(",") if u.strip()]
+
+    @property
+    def is_nats(self) -> bool:
+        """Every server is a ``nats://`` or ``tls://`` URL."""
+        from urllib.parse import urlsplit
+
+        return bool(self.servers) and all(
+            urlsplit(u).scheme in ("nats", "tls") for u in self.servers)
+
+    @property
+    def token_secret(self) -> Secret | None:
+        return _secret(self.token, self.token_file)
+
+    @property
+    def password_secret(self) -> Secret | None:
+        return _secret(self.password, self.password_file)
+
+    @model_validator(mode="after")
+    def _security(self) -> BusConfig:
+        from urllib.parse import urlsplit
+
+        # the messages name fields, never values: a value may be a secret
+        if "," in self.url and not self.is_nats:
+            raise ValueError("url: several servers must all be nats:// or tls:// URLs, "
+                             "separated by commas")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("give both tls_cert and tls_key, or neither")
+        if self.token is not None and self.token_file is not None:
+            raise ValueError("give token or token_file, not both")
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("give password or password_file, not both")
+        has_password = self.password is not None or self.password_file is not None
+        if (self.user is None) == has_password:
+            raise ValueError("user needs password or password_file (and the other way round)")
+        ways = [name for name, given in (
+            ("creds_file", self.creds_file is not None),
+            ("token", self.token is not None or self.token_file is not None),
+            ("user", self.user is not None)) if given]
+        if len(ways) > 1:
+            raise ValueError(f"{' and '.join(ways)} are exclusive: give one way to "
+                             "authenticate (creds_file, token/token_file, or user with "
+                             "password/password_file)")
+        options = [name for name in ("tls_ca", "tls_cert", "tls_hostname")
+                   if getattr(self, name) is not None] + ways
+        if options and not self.is_nats:
+            raise ValueError(f"{', '.join(options)}: only with a nats:// or tls:// url")
+        if ways and any(urlsplit(u).username or urlsplit(u).password for u in self.servers):
+            raise ValueError(f"{ways[0]}: the url already carries credentials: "
+                             "give them in one place")
+        return self
 
 
 class ApiConfig(_Model):

@@ -20,9 +20,9 @@ from collections.abc import Awaitable, Callable
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from poolwarden.bus.nats import NatsTransport
+from poolwarden.bus.nats import NatsSecurity, NatsTransport
 from poolwarden.collect.jobs import MASTER_ZONE
-from poolwarden.config.models import Config
+from poolwarden.config.models import BusConfig, Config
 from poolwarden.distributed.cluster import Cluster
 from poolwarden.distributed.master import MasterMonitor
 from poolwarden.distributed.wire import Heartbeat, RejectCounter
@@ -53,15 +53,29 @@ async def every(seconds: float, stop: asyncio.Event, what: str,
             await asyncio.wait_for(stop.wait(), seconds)
 
 
+def bus_security(bus: BusConfig) -> NatsSecurity:
+    """TLS and credentials of ``bus``, the secret files read now (``ConfigError`` if not)."""
+    token, password = bus.token_secret, bus.password_secret
+    return NatsSecurity(
+        tls_ca=bus.tls_ca, tls_cert=bus.tls_cert, tls_key=bus.tls_key,
+        tls_hostname=bus.tls_hostname, creds_file=bus.creds_file,
+        token=token.reveal() if token is not None else None, user=bus.user,
+        password=password.reveal() if password is not None else None)
+
+
 async def connect(config: Config, name: str, stop: asyncio.Event,
                   rejects: RejectCounter) -> NatsTransport:
-    """The transport, connected; a bus that is not up yet is waited for."""
+    """The transport, connected; a bus that is not up yet (or a secret file not there
+    yet, a refused credential) is waited for, with one error line every 2 s."""
     c = config.cluster
-    transport = NatsTransport(config.bus.url, name=name, prefix=c.prefix,
-                              buffer_seconds=c.buffer_seconds, buffer_max=c.buffer_max,
-                              rejects=rejects)
+    transport: NatsTransport | None = None
     while True:
         try:
+            if transport is None:
+                transport = NatsTransport(
+                    config.bus.url, name=name, prefix=c.prefix,
+                    buffer_seconds=c.buffer_seconds, buffer_max=c.buffer_max,
+                    rejects=rejects, security=bus_security(config.bus))
             await transport.connect()
             await transport.ensure_streams()
             return transport
