@@ -17,6 +17,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
 from poolwarden.api import slack as slack_api
 from poolwarden.api.app import create_app
@@ -31,7 +32,7 @@ from poolwarden.messages import CheckResult, Reading, State, StateChange, StateT
 from poolwarden.notify.sinks import Hook, WebhookSink
 from poolwarden.service import Monitor
 from poolwarden.store.db import Store
-from poolwarden.store.models import Remediation, ScriptRun
+from poolwarden.store.models import Remediation, ScriptRun, UsedConfirmation
 from sshd_server import Sshd
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
@@ -327,6 +328,57 @@ def test_an_expired_confirmation_is_refused(store: Store, receiver: WebhookSink)
                               time.time() - 301)
     with TestClient(create_app(None, store, config=config(receiver))) as client:
         assert "expired" in text_of(click(client, render.CONFIRM_ACTION, token, receiver))
+
+
+def test_a_confirmation_is_single_use_across_masters_and_restarts(
+        store_url: str, receiver: WebhookSink) -> None:
+    """Two masters behind a load balancer share the store: a button used on one is
+    refused by the other, and still after a restart."""
+    cfg = config(receiver)
+    now = time.time()
+    confirm = sign_confirmation(SECRET, Maintenance("xstest3"), OPERATOR, TEAM, now)
+    cancel = sign_confirmation(SECRET, Maintenance("xstest2"), OPERATOR, TEAM, now)
+    used = "already confirmed or cancelled"
+    one, two = Store.open(store_url), Store.open(store_url)
+    try:
+        with TestClient(create_app(None, one, config=cfg)) as a, \
+                TestClient(create_app(None, two, config=cfg)) as b:
+            assert "cancelled by" in text_of(click(a, render.CANCEL_ACTION, cancel, receiver))
+            assert used in text_of(click(b, render.CONFIRM_ACTION, cancel, receiver))
+            assert "maintenance of *xstest3* started" in text_of(
+                click(b, render.CONFIRM_ACTION, confirm, receiver))
+            assert used in text_of(click(a, render.CONFIRM_ACTION, confirm, receiver))
+            assert used in text_of(click(b, render.CONFIRM_ACTION, confirm, receiver))
+            # it ran once (and failed: this pool has no XAPI), its report posted once
+            texts = [h.payload["text"] for h in _hooks(receiver, 6)]
+            assert [t for t in texts if "maintenance of xstest3 failed" in t] == [
+                ":warning: maintenance of xstest3 failed: pools.lab-pool.xapi: pool "
+                "'lab-pool' has no xapi: section: poolwarden cannot act on it"], texts
+    finally:
+        one.close()
+        two.close()
+    restarted = Store.open(store_url)
+    try:
+        with TestClient(create_app(None, restarted, config=cfg)) as c:
+            for token in (confirm, cancel):
+                assert used in text_of(click(c, render.CONFIRM_ACTION, token, receiver))
+    finally:
+        restarted.close()
+
+
+def test_a_confirmation_is_not_taken_when_the_store_fails(
+        store: Store, receiver: WebhookSink, monkeypatch: pytest.MonkeyPatch) -> None:
+    def down(*_args: object) -> bool:
+        raise OperationalError("INSERT INTO used_confirmation", {}, Exception("db down"))
+
+    monkeypatch.setattr(slack_api, "first_use", down)
+    token = sign_confirmation(SECRET, Maintenance("xstest3"), OPERATOR, TEAM, time.time())
+    with TestClient(create_app(None, store, config=config(receiver))) as client:
+        msg = click(client, render.CONFIRM_ACTION, token, receiver)
+        assert "failed: the store is unavailable: try again" in text_of(msg)
+    with store.session() as s:
+        assert s.scalars(select(UsedConfirmation)).all() == []  # not used up either
+        assert s.scalars(select(Remediation)).all() == []
 
 
 # --- XESCRIPT ------------------------------------------------------------------------------

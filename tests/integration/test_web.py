@@ -26,6 +26,7 @@ from poolwarden.api.users import (
     set_role,
 )
 from poolwarden.api.web.sessions import COOKIE, LOGIN_COOKIE
+from poolwarden.config.models import Config
 from poolwarden.incidents import IncidentManager
 from poolwarden.messages import Reading, State, StateChange, StateType
 from poolwarden.store.db import Store
@@ -128,6 +129,36 @@ def test_failed_logins_are_limited_per_address_and_per_name(app: FastAPI) -> Non
             login(c, "vera", "nope nope nope")
         # The API shares the limiter: this address is refused there too.
         assert c.get("/api/v1/incidents").status_code == 429
+
+
+@pytest.mark.usefixtures("app")  # its users
+def test_behind_a_trusted_proxy_logins_are_limited_per_forwarded_address(store: Store) -> None:
+    """Every request comes from the proxy's address: the limit keys on the client it
+    forwards for, and an X-Forwarded-For from anybody else is ignored."""
+    cfg = Config.model_validate({"api": {"trusted_proxies": ["10.9.0.0/24"]}})
+    proxied = create_app(None, store, config=cfg, limiter=FailureLimiter(limit=3))
+    proxy = "10.9.0.1"
+    with browser(proxied, proxy) as attacker, browser(proxied, proxy) as victim, \
+            browser(proxied, "192.0.2.50") as direct:
+        attacker.headers["X-Forwarded-For"] = "203.0.113.7"
+        victim.headers["X-Forwarded-For"] = "198.51.100.2, 10.9.0.2"  # two proxies
+        for name in ("nobody1", "nobody2", "nobody3"):
+            assert login(attacker, name, "guess").status_code == 401
+        assert login(attacker, "otto").status_code == 429
+        # what the attacker writes in front of the proxy's entry changes nothing
+        attacker.headers["X-Forwarded-For"] = "198.51.100.99, 203.0.113.7"
+        assert login(attacker, "otto").status_code == 429
+        assert attacker.get("/api/v1/incidents").status_code == 429  # the API's limit too
+        assert login(victim, "vera").status_code == 303  # the same proxy, another client
+
+        # not a trusted proxy: its header is ignored, its own address is limited
+        for forged in ("198.51.100.11", "198.51.100.12", "198.51.100.13"):
+            direct.headers["X-Forwarded-For"] = forged
+            assert login(direct, "nobody4", "guess").status_code == 401
+        direct.headers["X-Forwarded-For"] = "198.51.100.2"
+        assert login(direct, "otto").status_code == 429
+    with store.session() as s:
+        assert s.scalars(select(WebSession.address)).all() == ["198.51.100.2"]
 
 
 def test_login_form_needs_its_own_token_and_origin(client: TestClient) -> None:

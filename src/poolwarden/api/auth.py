@@ -29,6 +29,8 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
 
+from poolwarden.api.address import client_address
+from poolwarden.api.context import get_context
 from poolwarden.errors import NotFound, UsageError
 from poolwarden.store.db import Store, now
 from poolwarden.store.models import ApiToken
@@ -177,7 +179,7 @@ def require(role: str) -> Callable[..., Principal]:
     def dependency(request: Request, credentials: Annotated[
             HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal:
         auth: AuthState = request.app.state.auth
-        address = request.client.host if request.client else "unknown"
+        address = client_address(request, get_context(request).config.api.trusted_proxies)
         wait = auth.limiter.retry_after(address)
         if wait is not None:
             raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS,

@@ -69,6 +69,7 @@ async def serve_api(app: FastAPI, sock: socket.socket, stop: asyncio.Event, *,
         check_tls(tls_cert, tls_key)
     server = _Server(uvicorn.Config(
         app, log_level="warning", access_log=False, lifespan="off",
+        proxy_headers=False,  # X-Forwarded-For: api.trusted_proxies only (api.address)
         ssl_certfile=str(tls_cert) if tls_cert else None,
         ssl_keyfile=str(tls_key) if tls_key else None))
     task = asyncio.create_task(server.serve(sockets=[sock]))

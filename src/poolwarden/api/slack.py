@@ -27,13 +27,16 @@ from urllib.parse import urlsplit
 import httpx
 from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy.exc import SQLAlchemyError
 
+from poolwarden.api.address import client_address
 from poolwarden.api.auth import AuthState, Principal
 from poolwarden.api.context import ApiContext, Ctx
 from poolwarden.chat import render
 from poolwarden.chat.commands import (
     Ack,
     Command,
+    Confirmation,
     Help,
     Maintenance,
     Script,
@@ -62,6 +65,7 @@ from poolwarden.errors import (
     PoolwardenError,
     UsageError,
 )
+from poolwarden.store.confirmations import first_use
 
 log = logging.getLogger("poolwarden.chat")
 router = APIRouter(tags=["chat"], include_in_schema=False)
@@ -74,9 +78,6 @@ Message = dict[str, Any]
 T = TypeVar("T")
 #: background work (delayed replies, confirmed maintenances), referenced until done
 _tasks: set[asyncio.Future[Any]] = set()
-#: confirmations already used in this process (nonce → expiry): a second click on the
-#: same button does not start the maintenance again
-_used: dict[str, float] = {}
 #: what refuses an action for a reason people can act on (the rest is a failure)
 _REFUSALS = (NotFound, UsageError, OperationRefused, AuthenticationFailed)
 _TOO_LARGE = 413  # the name of this constant changed across Starlette versions
@@ -123,7 +124,7 @@ async def _verified(request: Request, ctx: ApiContext) -> tuple[SlackConfig, str
     if cfg is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "Slack is not configured")
     auth: AuthState = request.app.state.auth
-    address = request.client.host if request.client else "unknown"
+    address = client_address(request, ctx.config.api.trusted_proxies)
     wait = auth.limiter.retry_after(address)
     if wait is not None:
         raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, "too many failed requests",
@@ -316,24 +317,26 @@ async def slash_command(request: Request, ctx: Ctx) -> Response:
 # --- buttons -------------------------------------------------------------------------------
 
 
-def _first_use(nonce: str, expires: float) -> bool:
-    t = time.time()
-    for old in [n for n, e in _used.items() if e < t]:
-        del _used[old]
-    if nonce in _used:
-        return False
-    _used[nonce] = expires
-    return True
+async def _first_use(ctx: ApiContext, conf: Confirmation, caller: Caller) -> bool | None:
+    """Record the use of ``conf`` in the store, for every master and restart: True the
+    first time, False if it was used before, None if the store cannot tell now."""
+    try:
+        return await asyncio.to_thread(first_use, ctx.store, conf.nonce, conf.expires,
+                                       caller.who)
+    except SQLAlchemyError as exc:
+        log.error("Slack: cannot record the confirmation used by %s: %s", caller.who,
+                  getattr(exc, "orig", None) or type(exc).__name__)
+        return None
 
 
-def _cancel(secret: str, caller: Caller, value: str) -> None:
+async def _cancel(ctx: ApiContext, secret: str, caller: Caller, value: str) -> None:
     """Cancel carries the confirmation token: void it, so that the Confirm button of the
     same message cannot be used afterwards (a cancel always succeeds, whatever it holds)."""
     try:
         conf = open_confirmation(secret, value, caller.user_id, caller.team_id, time.time())
     except (AuthenticationFailed, OperationRefused):
         return
-    _first_use(conf.nonce, conf.expires)
+    await _first_use(ctx, conf, caller)
 
 
 async def _run_maintenance(ctx: ApiContext, host: str, who: str) -> Message:
@@ -341,8 +344,8 @@ async def _run_maintenance(ctx: ApiContext, host: str, who: str) -> Message:
     return render.maintenance_result(doc, who)
 
 
-def _confirm(ctx: ApiContext, cfg: SlackConfig, secret: str, caller: Caller, value: str,
-             url: str) -> Message:
+async def _confirm(ctx: ApiContext, cfg: SlackConfig, secret: str, caller: Caller,
+                   value: str, url: str) -> Message:
     """A click on Confirm: check the token, start the maintenance in the background."""
     needed = required_role(Maintenance(""))
     if not caller.principal.allows(needed):
@@ -356,9 +359,12 @@ def _confirm(ctx: ApiContext, cfg: SlackConfig, secret: str, caller: Caller, val
     except OperationRefused as exc:
         log.warning("Slack: confirmation refused for %s: %s", caller.who, exc)
         return render.refused(str(exc))
-    if not _first_use(conf.nonce, conf.expires):
-        return render.refused("this maintenance was already confirmed or cancelled")
     host = conf.command.host
+    fresh = await _first_use(ctx, conf, caller)
+    if fresh is None:
+        return render.failed(f"maintenance of {host}", "the store is unavailable: try again")
+    if not fresh:
+        return render.refused("this maintenance was already confirmed or cancelled")
     log.info("Slack: %s confirmed the maintenance of %s", caller.who, host)
     what = f"maintenance of {host}"
     work = _keep(asyncio.ensure_future(_settle(_run_maintenance(ctx, host, caller.who), what)))
@@ -378,10 +384,11 @@ async def interactive(request: Request, ctx: Ctx) -> Response:
     if caller is None:
         message = _not_allowed()
     elif action.action_id == render.CANCEL_ACTION:
-        _cancel(secret, caller, action.value)
+        await _cancel(ctx, secret, caller, action.value)
         message = render.message(f"cancelled by {escape(caller.who)}", replace_original=True)
     elif action.action_id == render.CONFIRM_ACTION:
-        message = _confirm(ctx, cfg, secret, caller, action.value, action.response_url)
+        message = await _confirm(ctx, cfg, secret, caller, action.value,
+                                 action.response_url)
     else:
         message = render.refused("unknown action")
     _keep(asyncio.ensure_future(post_reply(action.response_url, message,

@@ -9,12 +9,20 @@ inline in examples: ``${ENV_VAR}`` is expanded in any string, and every secret h
 from __future__ import annotations
 
 import fnmatch
+import ipaddress
 import os
 import re
 from pathlib import Path
 from typing import Any, Literal, NoReturn
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from poolwarden.config.types import Duration, parse_duration
@@ -150,6 +158,26 @@ class ApiConfig(_Model):
     session_idle: Duration = 8 * 3600.0
     #: how long a browser login lasts at most
     session_max: Duration = 7 * 86400.0
+    #: reverse proxies (addresses or CIDR networks) whose ``X-Forwarded-For`` is believed:
+    #: behind them the client address (rate limits, logs) is the first untrusted hop
+    #: from the right of the header; from anybody else the header is ignored
+    trusted_proxies: list[str] = []
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_networks(cls, entries: list[str]) -> list[str]:
+        for entry in entries:
+            try:
+                ipaddress.ip_network(entry.strip())
+            except ValueError:
+                try:
+                    net = ipaddress.ip_network(entry.strip(), strict=False)
+                except ValueError:
+                    raise ValueError(f"{entry!r} is not an IP address or CIDR network "
+                                     "(e.g. 10.0.0.5, 10.0.0.0/24, fd00::/8)") from None
+                raise ValueError(f"{entry!r} has host bits set: did you mean {net}?"
+                                 ) from None
+        return [e.strip() for e in entries]
 
     @model_validator(mode="after")
     def _tls_pair(self) -> ApiConfig:

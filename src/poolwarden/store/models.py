@@ -397,3 +397,21 @@ class CheckStateRow(Base):
     #: the sensor reading at the last write (kind, value, thresholds, device status)
     reading: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     updated_at: Mapped[float] = mapped_column(Float, index=True)
+
+
+# --- single-use confirmations (migration 0008) ---------------------------------------------
+
+
+class UsedConfirmation(Base):
+    """A confirmation already used (a Slack Confirm or Cancel button): its nonce, so that
+    no process sharing the store — another master, this one after a restart — takes it
+    again (``store.confirmations``)."""
+
+    __tablename__ = "used_confirmation"
+
+    nonce: Mapped[str] = mapped_column(String(200), primary_key=True)
+    #: the confirmation's own expiry; the row is pruned some time after it
+    expires_at: Mapped[float] = mapped_column(Float, index=True)
+    used_at: Mapped[float] = mapped_column(Float)
+    #: who used it (``slack:<user id> (<name>)``), for the record
+    used_by: Mapped[str] = mapped_column(String(200), default="")

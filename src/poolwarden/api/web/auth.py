@@ -27,6 +27,7 @@ from poolwarden.api.web.core import (
     UiRoute,
     acting,
     address,
+    over_https,
     redirect,
     render,
     safe_next,
@@ -59,7 +60,7 @@ def _forget_cookie(response: Response, name: str) -> None:
 def _secure_transport(request: Request) -> bool:
     """Whether the browser will keep a ``Secure`` cookie: HTTPS (here or at a proxy), or
     a loopback address (browsers treat those as secure)."""
-    if request.url.scheme == "https" or request.headers.get("x-forwarded-proto") == "https":
+    if over_https(request):
         return True
     host = (request.url.hostname or "").lower()
     return host.startswith(_LOOPBACK)

@@ -25,6 +25,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from poolwarden.api.address import client_address, https
 from poolwarden.api.context import ApiContext
 from poolwarden.api.web.assets import asset_url
 from poolwarden.api.web.format import FILTERS
@@ -95,7 +96,15 @@ def web_state(request: Request) -> WebState:
 
 
 def address(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+    """The client's address, through ``api.trusted_proxies`` (:mod:`poolwarden.api.address`)."""
+    ctx: ApiContext = request.app.state.ctx
+    return client_address(request, ctx.config.api.trusted_proxies)
+
+
+def over_https(request: Request) -> bool:
+    """HTTPS here or at a trusted proxy (``api.trusted_proxies``, ``X-Forwarded-Proto``)."""
+    ctx: ApiContext = request.app.state.ctx
+    return https(request, ctx.config.api.trusted_proxies)
 
 
 def safe_next(target: str | None, default: str = "/ui/") -> str:
@@ -171,7 +180,7 @@ class UiRoute(APIRoute):
                               503 if exc.retryable else 500)
                 response = _error_page(request, status, str(exc))
             response.headers.update(SECURITY_HEADERS)
-            if request.url.scheme == "https":
+            if over_https(request):
                 response.headers["Strict-Transport-Security"] = "max-age=31536000"
             response.headers.setdefault("Cache-Control", "no-store")
             return response
