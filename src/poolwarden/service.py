@@ -30,7 +30,7 @@ from poolwarden.hypervisor.base import PoolDriver
 from poolwarden.hypervisor.cache import PoolCache
 from poolwarden.incidents.manager import IncidentManager
 from poolwarden.incidents.model import dedup_key
-from poolwarden.incidents.retention import archive
+from poolwarden.incidents.retention import archive, prune
 from poolwarden.incidents.samples import SampleWriter
 from poolwarden.messages import Alert, CheckResult, State, StateChange
 from poolwarden.notify.notifier import Notifier
@@ -352,11 +352,14 @@ class Monitor:
             log.info("%d acknowledgements expired", expired)
 
     async def _archive(self) -> None:
-        r = self.config.retention
+        r, t = self.config.retention, time.time()
         stats = await asyncio.to_thread(
             archive, self.store, resolved_older_than=r.resolved_incidents,
-            samples_older_than=r.samples, now=time.time())
-        log.info("retention: %s", stats)
+            samples_older_than=r.samples, now=t)
+        pruned = await asyncio.to_thread(
+            prune, self.store, now=t, archived_incidents=r.archived_incidents,
+            archived_samples=r.archived_samples, notifications=r.notifications)
+        log.info("retention: %s; deleted %s", stats, pruned)
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.bus.start()

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from poolwarden.incidents import IncidentManager
+from poolwarden.incidents import IncidentManager, archive
 from poolwarden.messages import Reading, State, StateChange, StateType
 from poolwarden.store.db import Store
 
@@ -83,6 +83,23 @@ def test_ack_and_comment_record_the_author(store_url: str) -> None:
     assert doc["ack"]["expires_at"] > doc["ack"]["at"] + 7000
     listed = pw_json(store_url, "list", "--status", "acknowledged")["incidents"]
     assert [i["id"] for i in listed] == [3, 1]
+
+
+def test_archived_incidents_are_listed_and_shown(store_url: str) -> None:
+    store = Store.open(store_url)
+    try:  # xs2, resolved at 1002, moves to the archive
+        assert archive(store, resolved_older_than=60.0, samples_older_than=60.0,
+                       now=2000.0).incidents == 1
+    finally:
+        store.close()
+    assert [i["id"] for i in pw_json(store_url, "list")["incidents"]] == [3, 1]
+    old = pw_json(store_url, "list", "--archived")["incidents"]
+    assert [(i["id"], i["archived"]) for i in old] == [(2, True)]
+    doc = pw_json(store_url, "show", "2")
+    assert doc["archived"] is True
+    assert [e["kind"] for e in doc["timeline"]] == ["opened", "resolved"]
+    doc = pw_json(store_url, "comment", "2", "too late", code=1)
+    assert doc["error"]["type"] == "OperationRefused"
 
 
 def test_not_found_and_refused_exit_1_usage_exits_2(store_url: str) -> None:

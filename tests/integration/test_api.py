@@ -17,7 +17,7 @@ from sqlalchemy import text
 from poolwarden.api.app import create_app
 from poolwarden.api.auth import FailureLimiter, create_token, revoke
 from poolwarden.config.models import Config
-from poolwarden.incidents import IncidentManager
+from poolwarden.incidents import IncidentManager, archive
 from poolwarden.messages import CheckResult, Reading, State, StateChange, StateType
 from poolwarden.service import Monitor
 from poolwarden.store.db import Store
@@ -161,6 +161,28 @@ def test_incident_list_filters_and_errors(client: TestClient, tokens: dict[str, 
     r = client.get("/api/v1/incidents/999999", headers=h)
     assert r.status_code == 404
     assert r.json()["error"]["type"] == "NotFound"
+
+
+def test_archived_incidents_are_listed_read_and_refuse_changes(
+        store: Store, client: TestClient, tokens: dict[str, str], incidents: list[int]) -> None:
+    IncidentManager(store).handle_many([change("xs2", "plugin/ssh", State.OK, State.WARNING,
+                                               ts=time.time())])
+    moved = archive(store, resolved_older_than=0.0, samples_older_than=86400.0,
+                    now=time.time() + 1)
+    assert moved.incidents == 1
+    h = auth(tokens["viewer"])
+    live = client.get("/api/v1/incidents", headers=h).json()
+    assert [i["host"] for i in live] == ["xs1"]
+    old = client.get("/api/v1/incidents", params={"archived": "true"}, headers=h).json()
+    assert [(i["host"], i["status"], i["archived"]) for i in old] == [
+        ("xs2", "resolved", True)]
+    one = client.get(f"/api/v1/incidents/{incidents[1]}", headers=h).json()
+    assert one["archived"] is True
+    assert [e["kind"] for e in one["timeline"]][-1] == "resolved"
+    r = client.post(f"/api/v1/incidents/{incidents[1]}/comment", json={"text": "late"},
+                    headers=auth(tokens["operator"]))
+    assert r.status_code == 409
+    assert "archived" in r.json()["error"]["message"]
 
 
 def test_admin_creates_tokens_hashed_at_rest(store: Store, client: TestClient,

@@ -1,11 +1,14 @@
-"""Retention moves old resolved incidents (with timelines) and old samples to the archive."""
+"""Retention moves old resolved incidents (with timelines) and old samples to the archive,
+the archive stays readable, and pruning deletes what is older than wanted."""
 
 from __future__ import annotations
 
 import pytest
 from sqlalchemy import func, select
 
+from poolwarden.errors import NotFound, OperationRefused
 from poolwarden.incidents import IncidentManager, SampleWriter, Status, archive
+from poolwarden.incidents.retention import prune
 from poolwarden.messages import CheckResult, State, StateChange, StateType
 from poolwarden.store.db import Store
 from poolwarden.store.models import (
@@ -13,6 +16,7 @@ from poolwarden.store.models import (
     IncidentArchive,
     IncidentEvent,
     IncidentEventArchive,
+    Notification,
     Sample,
     SampleArchive,
 )
@@ -115,3 +119,72 @@ def test_new_incidents_never_reuse_archived_ids(store: Store) -> None:
 def test_batch_is_bounded(store: Store) -> None:
     with pytest.raises(ValueError, match="batch"):
         archive(store, resolved_older_than=1, samples_older_than=1, now=NOW, batch=0)
+
+
+def test_archived_incidents_stay_readable_and_read_only(store: Store) -> None:
+    m = populate(store)
+    old = next(i for i in m.list(limit=1000) if i.host == "old0")
+    kinds = [e.kind for e in m.get(old.id).events]
+    archive(store, resolved_older_than=30 * DAY, samples_older_than=2 * DAY, now=NOW)
+
+    got = m.get(old.id)
+    assert got.archived
+    assert (got.host, got.status) == ("old0", Status.RESOLVED)
+    assert [e.kind for e in got.events] == kinds
+    assert got.to_json()["archived"] is True
+    listed = m.list(archived=True, limit=1000)
+    assert sorted(i.host for i in listed) == [f"old{i}" for i in range(5)]
+    assert all(i.archived for i in listed)
+    assert [i.host for i in m.list(archived=True, host="old3")] == ["old3"]
+    assert not any(i.archived for i in m.list(limit=1000))
+    with pytest.raises(OperationRefused, match="archived"):
+        m.comment(old.id, "bob", "too late")
+    with pytest.raises(NotFound):
+        m.get(10_000)
+
+
+def note(store: Store, key: str, group: str, ts: float, status: str = "sent") -> None:
+    with store.session() as s:
+        s.add(Notification(key=key, group_key=group, receiver="ops", channel="mailto://x",
+                           severity="critical", subject=key, body="", status=status,
+                           attempts=1, error="", created_at=ts, sent_at=ts))
+
+
+def test_prune_deletes_only_what_is_older_than_wanted(store: Store) -> None:
+    m = populate(store)
+    archive(store, resolved_older_than=30 * DAY, samples_older_than=2 * DAY, now=NOW)
+    young = m.handle(change("young", State.CRITICAL, NOW - 33 * DAY))
+    assert young is not None
+    m.handle(change("young", State.OK, NOW - 32 * DAY))
+    archive(store, resolved_older_than=30 * DAY, samples_older_than=2 * DAY, now=NOW)
+    # messages: an old and a recent one; a group stream: two old rows and the last one
+    # (old too: the next notification's key needs it); an old row still being sent
+    note(store, "msg-old", "", NOW - 100 * DAY)
+    note(store, "msg-new", "", NOW - DAY)
+    for i, age in enumerate((120, 110, 100)):
+        note(store, f"grp-{i}", "cpu", NOW - age * DAY)
+    note(store, "sending-old", "", NOW - 100 * DAY, status="sending")
+
+    stats = prune(store, now=NOW, archived_incidents=31.5 * DAY,
+                  archived_samples=3 * DAY, notifications=90 * DAY, batch=2)
+    # old0..4 resolved 31 days ago stay; young (32 days) goes; samples 3+ days old go
+    assert (stats.incidents, stats.events) == (1, 2)
+    assert stats.samples == 27  # 73..99 hours old
+    assert stats.notifications == 3  # msg-old, grp-0, grp-1
+    assert count(store, IncidentArchive) == 5
+    assert count(store, IncidentEventArchive) == 10
+    with store.session() as s:
+        assert sorted(s.scalars(select(Notification.key))) == [
+            "grp-2", "msg-new", "sending-old"]
+        oldest = s.scalar(select(func.min(SampleArchive.ts)))
+        assert oldest is not None
+        assert oldest >= NOW - 3 * DAY
+    with pytest.raises(NotFound):
+        m.get(young.id)
+
+    again = prune(store, now=NOW, archived_incidents=31.5 * DAY, archived_samples=3 * DAY,
+                  notifications=90 * DAY)
+    assert again == type(again)()
+    kept = prune(store, now=NOW)  # None everywhere: keep for ever
+    assert kept == type(kept)()
+    assert count(store, IncidentArchive) == 5

@@ -206,11 +206,12 @@ def _core_routes(app: FastAPI, monitor: Monitor | None, store: Store,
     @app.get("/api/v1/incidents", tags=["incidents"])
     def list_incidents(_who: Viewer, status: str | None = None, host: str | None = None,
                        severity: str | None = None, limit: Limit = 100,
-                       ) -> list[dict[str, Any]]:
-        """Newest first, without timelines."""
+                       archived: bool = False) -> list[dict[str, Any]]:
+        """Newest first, without timelines; ``archived=true`` lists the incidents
+        retention has moved out of the live table (``GET`` by id finds them too)."""
         return [i.to_json(timeline=False)
                 for i in incidents.list(status=status, host=host, severity=severity,
-                                        limit=limit)]
+                                        limit=limit, archived=archived)]
 
     @app.get("/api/v1/incidents/{incident_id}", tags=["incidents"])
     def get_incident(incident_id: int, _who: Viewer) -> dict[str, Any]:

@@ -59,7 +59,8 @@ def _when(ts: float | None) -> str:
 def _print_incident(inc: IncidentRecord) -> None:
     colour = _COLOURS.get(inc.severity, "white")
     out.print(f"[bold]#{inc.id}[/] [{colour}]{inc.state.name}[/] {escape(inc.host)} "
-              f"{escape(inc.check)} — {inc.status}", soft_wrap=True)
+              f"{escape(inc.check)} — {inc.status}{' (archived)' if inc.archived else ''}",
+              soft_wrap=True)
     reading = "" if inc.value is None else f"{inc.value:g} {inc.unit}".rstrip()
     if inc.device_status:
         reading += f" ({inc.device_status})"
@@ -85,11 +86,14 @@ def incident_list(
     severity: Annotated[str | None, typer.Option(
         "--severity", help="critical | warning | unknown")] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many.")] = 100,
+    archived: Annotated[bool, typer.Option(
+        "--archived", help="List the archive (old resolved incidents) instead.")] = False,
     store: StoreOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """Incidents, newest first."""
     with errors_to_exit(as_json), _manager(store) as m:
-        found = m.list(status=status, host=host, severity=severity, limit=limit)
+        found = m.list(status=status, host=host, severity=severity, limit=limit,
+                       archived=archived)
     if as_json:
         emit_json({"incidents": [i.to_json(timeline=False) for i in found]})
         return

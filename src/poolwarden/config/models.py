@@ -391,9 +391,27 @@ class MonitoringConfig(_Model):
 
 
 class RetentionConfig(_Model):
+    """How long rows stay in the live tables, then in the archive (None: for ever)."""
+
+    #: resolved incidents (with their timelines) and samples move to the archive after
     resolved_incidents: Duration = 30 * 86400.0
     samples: Duration = 7 * 86400.0
+    #: archived incidents and samples are deleted after this long (counted from the
+    #: resolution, and from the reading)
+    archived_incidents: Duration | None = 365 * 86400.0
+    archived_samples: Duration | None = 30 * 86400.0
+    #: finished rows of the notification log (sent, failed) are deleted after
+    notifications: Duration | None = 90 * 86400.0
     every: Duration = 3600.0
+
+    @model_validator(mode="after")
+    def _archive_after_live(self) -> RetentionConfig:
+        for live, kept in (("resolved_incidents", "archived_incidents"),
+                           ("samples", "archived_samples")):
+            age = getattr(self, kept)
+            if age is not None and age < getattr(self, live):
+                raise ValueError(f"{kept} must not be shorter than {live}")
+        return self
 
 
 class ClusterConfig(_Model):

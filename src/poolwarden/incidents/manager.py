@@ -23,7 +23,7 @@ from sqlalchemy import Table, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from poolwarden.errors import NotFound, TransientError, UsageError
+from poolwarden.errors import NotFound, OperationRefused, TransientError, UsageError
 from poolwarden.incidents import lifecycle
 from poolwarden.incidents.lifecycle import Action, Event, Row
 from poolwarden.incidents.model import (
@@ -38,11 +38,19 @@ from poolwarden.incidents.model import (
 )
 from poolwarden.messages import State, StateChange
 from poolwarden.store.db import Store, now
-from poolwarden.store.models import Incident, IncidentEvent
+from poolwarden.store.models import (
+    Incident,
+    IncidentArchive,
+    IncidentEvent,
+    IncidentEventArchive,
+)
 
 INCIDENT = cast(Table, Incident.__table__)
 EVENT = cast(Table, IncidentEvent.__table__)
-_RECORD_FIELDS = tuple(f.name for f in fields(IncidentRecord) if f.name != "events")
+INCIDENT_ARCHIVE = cast(Table, IncidentArchive.__table__)
+EVENT_ARCHIVE = cast(Table, IncidentEventArchive.__table__)
+_RECORD_FIELDS = tuple(f.name for f in fields(IncidentRecord)
+                       if f.name not in ("events", "archived"))
 
 
 class _Stale(Exception):
@@ -74,11 +82,12 @@ class _Draft:
     events: list[Event] = field(default_factory=list)
 
 
-def _record(row: Row, events: Sequence[IncidentEventRecord] = ()) -> IncidentRecord:
+def _record(row: Row, events: Sequence[IncidentEventRecord] = (), *,
+            archived: bool = False) -> IncidentRecord:
     values = {name: row[name] for name in _RECORD_FIELDS}
     values.update(state=State[row["state"]], status=Status(row["status"]),
                   severity=Severity(row["severity"]), flapping=bool(row["flapping"]))
-    return IncidentRecord(**values, events=tuple(events))
+    return IncidentRecord(**values, events=tuple(events), archived=archived)
 
 
 class IncidentManager:
@@ -303,34 +312,51 @@ class IncidentManager:
         q = select(INCIDENT).where(INCIDENT.c.id == incident_id)
         found = s.execute(q.with_for_update() if lock else q).mappings().first()
         if found is None:
+            if s.scalar(select(INCIDENT_ARCHIVE.c.id)
+                        .where(INCIDENT_ARCHIVE.c.id == incident_id)) is not None:
+                raise OperationRefused(f"incident #{incident_id} is archived: it can be "
+                                       "read, not changed")
             raise NotFound(f"no incident #{incident_id}")
         return dict(found)
 
     @staticmethod
-    def _load(s: Session, row: Row) -> IncidentRecord:
-        q = select(EVENT).where(EVENT.c.incident_id == row["id"]).order_by(EVENT.c.id)
+    def _load(s: Session, row: Row, *, archived: bool = False) -> IncidentRecord:
+        table = EVENT_ARCHIVE if archived else EVENT
+        q = select(table).where(table.c.incident_id == row["id"]).order_by(table.c.id)
         events = [IncidentEventRecord(id=e.id, incident_id=e.incident_id, ts=e.ts,
                                       kind=e.kind, author=e.author, message=e.message,
                                       data=e.data or {}) for e in s.execute(q)]
-        return _record(row, events)
+        return _record(row, events, archived=archived)
 
     def get(self, incident_id: int) -> IncidentRecord:
-        """One incident with its whole timeline; ``NotFound`` if unknown (or archived)."""
+        """One incident with its whole timeline, from the live table or, once retention
+        has moved it, the archive (``archived`` is then set); ``NotFound`` if unknown."""
         with self.store.session() as s:
-            return self._load(s, self._row(s, incident_id))
+            found = s.execute(select(INCIDENT).where(INCIDENT.c.id == incident_id)
+                              ).mappings().first()
+            if found is not None:
+                return self._load(s, dict(found))
+            found = s.execute(select(INCIDENT_ARCHIVE).where(
+                INCIDENT_ARCHIVE.c.id == incident_id)).mappings().first()
+            if found is None:
+                raise NotFound(f"no incident #{incident_id}")
+            return self._load(s, dict(found), archived=True)
 
     def list(self, status: str | None = None, host: str | None = None,
-             severity: str | None = None, limit: int = 100) -> list[IncidentRecord]:
-        """Newest first, without timelines (``get`` one for its timeline)."""
-        q = select(INCIDENT).order_by(INCIDENT.c.id.desc()).limit(limit)
+             severity: str | None = None, limit: int = 100, *,
+             archived: bool = False) -> list[IncidentRecord]:
+        """Newest first, without timelines (``get`` one for its timeline); ``archived``
+        lists the archive instead (resolved incidents retention has moved)."""
+        table = INCIDENT_ARCHIVE if archived else INCIDENT
+        q = select(table).order_by(table.c.id.desc()).limit(limit)
         if status is not None:
-            q = q.where(INCIDENT.c.status == _one_of(Status, status, "status"))
+            q = q.where(table.c.status == _one_of(Status, status, "status"))
         if host is not None:
-            q = q.where(INCIDENT.c.host == host)
+            q = q.where(table.c.host == host)
         if severity is not None:
-            q = q.where(INCIDENT.c.severity == _one_of(Severity, severity, "severity"))
+            q = q.where(table.c.severity == _one_of(Severity, severity, "severity"))
         with self.store.session() as s:
-            return [_record(dict(r)) for r in s.execute(q).mappings()]
+            return [_record(dict(r), archived=archived) for r in s.execute(q).mappings()]
 
     def open_count(self) -> int:
         """Incidents not resolved, counted in the store (right in any process)."""

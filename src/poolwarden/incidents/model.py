@@ -116,6 +116,8 @@ class IncidentRecord:
     ack_expires_at: float | None
     change_count: int
     events: tuple[IncidentEventRecord, ...] = ()
+    #: moved to the archive by retention: read-only (see ``incidents.retention``)
+    archived: bool = False
 
     @property
     def acknowledged(self) -> bool:
@@ -134,7 +136,7 @@ class IncidentRecord:
             "output": self.output, "flapping": self.flapping, "labels": self.labels,
             "ack": {"by": self.ack_by, "comment": self.ack_comment, "at": self.ack_at,
                     "expires_at": self.ack_expires_at} if self.ack_at is not None else None,
-            "change_count": self.change_count,
+            "change_count": self.change_count, "archived": self.archived,
         }
         if timeline:
             doc["timeline"] = [e.to_json() for e in self.events]

@@ -1,6 +1,8 @@
 """Retention: old resolved incidents (with their timelines) and old samples move to the
 ``*_archive`` tables, so that the live tables, their indexes and every query on them
-stay small however long poolwarden runs.
+stay small however long poolwarden runs; later, ``prune`` deletes what has been in the
+archive longer than wanted, and old notification log rows, so the database does not
+grow without bound either.
 
 Each batch is one transaction: INSERT … SELECT into the archive, then DELETE from the
 live table, for an explicit list of ids picked (and, on PostgreSQL, locked) first; a
@@ -15,15 +17,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, delete, insert, literal, select
+from sqlalchemy import Connection, Table, delete, exists, insert, literal, select
 
 from poolwarden.store.db import Store
 from poolwarden.store.models import (
+    NOTIFY_FAILED,
+    NOTIFY_SENT,
     RESOLVED,
     Incident,
     IncidentArchive,
     IncidentEvent,
     IncidentEventArchive,
+    Notification,
     Sample,
     SampleArchive,
 )
@@ -39,6 +44,7 @@ def _table(model: Any) -> Table:
 INCIDENT, INCIDENT_ARCHIVE = _table(Incident), _table(IncidentArchive)
 EVENT, EVENT_ARCHIVE = _table(IncidentEvent), _table(IncidentEventArchive)
 SAMPLE, SAMPLE_ARCHIVE = _table(Sample), _table(SampleArchive)
+NOTIFICATION = _table(Notification)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,5 +109,77 @@ def archive(store: Store, *, resolved_older_than: float, samples_older_than: flo
                 done = step(conn, cutoff, now, batch)
             total += done
             if done.incidents + done.samples < batch:
+                break
+    return total
+
+
+@dataclass(frozen=True, slots=True)
+class PruneStats:
+    incidents: int = 0
+    events: int = 0
+    samples: int = 0
+    notifications: int = 0
+
+    def __add__(self, other: PruneStats) -> PruneStats:
+        return PruneStats(self.incidents + other.incidents, self.events + other.events,
+                          self.samples + other.samples,
+                          self.notifications + other.notifications)
+
+
+def _prune_incidents(conn: Connection, cutoff: float, batch: int) -> PruneStats:
+    ids = _pick(conn, INCIDENT_ARCHIVE, INCIDENT_ARCHIVE.c.resolved_at < cutoff, batch)
+    if not ids:
+        return PruneStats()
+    events = conn.execute(delete(EVENT_ARCHIVE).where(
+        EVENT_ARCHIVE.c.incident_id.in_(ids))).rowcount
+    gone = conn.execute(delete(INCIDENT_ARCHIVE).where(INCIDENT_ARCHIVE.c.id.in_(ids))).rowcount
+    return PruneStats(incidents=gone, events=events)
+
+
+def _prune_samples(conn: Connection, cutoff: float, batch: int) -> PruneStats:
+    ids = _pick(conn, SAMPLE_ARCHIVE, SAMPLE_ARCHIVE.c.ts < cutoff, batch)
+    if not ids:
+        return PruneStats()
+    return PruneStats(samples=conn.execute(
+        delete(SAMPLE_ARCHIVE).where(SAMPLE_ARCHIVE.c.id.in_(ids))).rowcount)
+
+
+def _prune_notifications(conn: Connection, cutoff: float, batch: int) -> PruneStats:
+    """Finished rows (sent or failed) older than ``cutoff`` — except the last row of each
+    group stream: the next group notification's key is derived from it (see
+    ``Notifier._ledger_key``), and without it a repeat would look like news."""
+    n, later = NOTIFICATION, NOTIFICATION.alias("later")
+    superseded = exists().where(later.c.group_key == n.c.group_key,
+                                later.c.receiver == n.c.receiver,
+                                later.c.channel == n.c.channel, later.c.id > n.c.id)
+    ids = _pick(conn, n, (n.c.created_at < cutoff)
+                & n.c.status.in_([NOTIFY_SENT, NOTIFY_FAILED])
+                & ((n.c.group_key == "") | superseded), batch)
+    if not ids:
+        return PruneStats()
+    return PruneStats(notifications=conn.execute(
+        delete(n).where(n.c.id.in_(ids))).rowcount)
+
+
+def prune(store: Store, *, now: float, archived_incidents: float | None = None,
+          archived_samples: float | None = None, notifications: float | None = None,
+          batch: int = 5000) -> PruneStats:
+    """Delete archived incidents resolved more than ``archived_incidents`` seconds before
+    ``now`` (with their timelines), archived samples older than ``archived_samples`` and
+    finished notification log rows older than ``notifications``; None keeps them all.
+    One transaction per batch, like ``archive``: an interrupted run is simply resumed."""
+    if not 1 <= batch <= MAX_BATCH:
+        raise ValueError(f"batch must be within 1..{MAX_BATCH}")
+    total = PruneStats()
+    for step, age in ((_prune_incidents, archived_incidents),
+                      (_prune_samples, archived_samples),
+                      (_prune_notifications, notifications)):
+        if age is None:
+            continue
+        while True:
+            with store.engine.begin() as conn:
+                done = step(conn, now - age, batch)
+            total += done
+            if done.incidents + done.samples + done.notifications < batch:
                 break
     return total

@@ -225,7 +225,8 @@ class Sample(_SampleColumns, Base):
 
 class SampleArchive(_SampleColumns, Base):
     __tablename__ = "sample_archive"
-    __table_args__ = (Index("ix_sample_archive_host_check_ts", "host", "check", "ts"),)
+    __table_args__ = (Index("ix_sample_archive_host_check_ts", "host", "check", "ts"),
+                      Index("ix_sample_archive_ts", "ts"))  # pruning picks by age alone
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
 
@@ -251,6 +252,7 @@ class Notification(Base):
         UniqueConstraint("key", "receiver", "channel", name="uq_notification_key_receiver_channel"),
         Index("ix_notification_status_not_before", "status", "not_before"),
         Index("ix_notification_chain", "group_key", "receiver", "channel", "id"),
+        Index("ix_notification_created_at", "created_at"),  # pruning picks by age
         {"sqlite_autoincrement": True},
     )
 
