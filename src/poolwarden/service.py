@@ -28,13 +28,14 @@ from poolwarden.evaluate.state import AGENT_CHECK, CheckStatus, StateEngine
 from poolwarden.evaluate.state import CheckConfig as EngineCheckConfig
 from poolwarden.hypervisor.base import PoolDriver
 from poolwarden.hypervisor.cache import PoolCache
+from poolwarden.hypervisor.factory import pool_driver_for
 from poolwarden.incidents.manager import IncidentManager
 from poolwarden.incidents.model import dedup_key
 from poolwarden.incidents.retention import archive, prune
 from poolwarden.incidents.samples import SampleWriter
 from poolwarden.messages import Alert, CheckResult, State, StateChange
 from poolwarden.notify.notifier import Notifier
-from poolwarden.remediate.engine import RemediationEngine, host_pools, pool_driver_for
+from poolwarden.remediate.engine import RemediationEngine, host_pools
 from poolwarden.remediate.executor import ExecutorSettings
 from poolwarden.scripts.service import configured_scripts
 from poolwarden.store.db import Store

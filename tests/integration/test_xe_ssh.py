@@ -31,11 +31,11 @@ from poolwarden.errors import (
     OperationRefused,
 )
 from poolwarden.hypervisor.base import PoolSnapshot, TaskInfo, TaskStatus
+from poolwarden.hypervisor.factory import pool_driver_for
 from poolwarden.hypervisor.xe_parse import XeFailure, parse_failure, parse_minimal, parse_records
 from poolwarden.hypervisor.xe_ssh import XeSshDriver
 from poolwarden.hypervisor.xenapi import XenAPIDriver
 from poolwarden.lab import Lab, Layout
-from poolwarden.remediate.engine import pool_driver_for
 from poolwarden.remediate.executor import ExecutorSettings
 from poolwarden.remediate.maintenance import host_maintenance
 from poolwarden.scripts.ssh import REMOTE_GRACE, SshTarget

@@ -16,9 +16,9 @@ import XenAPI
 
 from poolwarden.config.models import PoolConfig, XapiConfig
 from poolwarden.errors import AuthenticationFailed, ConnectionFailed
+from poolwarden.hypervisor.factory import pool_driver_for
 from poolwarden.hypervisor.xenapi import XenAPIDriver
 from poolwarden.lab import Lab, Layout
-from poolwarden.remediate.engine import pool_driver_for
 from poolwarden.remediate.executor import ExecutorSettings
 from poolwarden.remediate.maintenance import host_maintenance
 from poolwarden.store.db import Store

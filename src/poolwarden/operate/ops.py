@@ -24,11 +24,12 @@ from sqlalchemy import select
 from poolwarden.errors import NotFound, OperationRefused
 from poolwarden.hypervisor.base import PoolDriver, PoolSnapshot
 from poolwarden.hypervisor.cache import CachedPool, PoolCache
+from poolwarden.hypervisor.factory import pool_driver_for
 from poolwarden.incidents.manager import IncidentManager
 from poolwarden.incidents.model import IncidentRecord, Status
 from poolwarden.incidents.samples import SampleWriter
 from poolwarden.messages import State
-from poolwarden.remediate.engine import host_pools, pool_driver_for
+from poolwarden.remediate.engine import host_pools
 from poolwarden.remediate.executor import ExecutorSettings
 from poolwarden.remediate.maintenance import MaintenanceOutcome, host_maintenance
 from poolwarden.store.db import Store, now
