@@ -340,6 +340,39 @@ def test_credentials_never_go_to_a_server_without_tls(
     assert_no_secret(str(with_token), caplog.text)
 
 
+def test_a_reconnect_to_a_server_without_tls_is_dropped(
+        pki: Pki, nats_with: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """TLS required and no credentials to guard: the server that comes back without TLS
+    (a downgrade, a man in the middle) gets none of our messages, and TLS back is used."""
+    server = nats_with(tls_block(pki))
+    caplog.set_level(logging.INFO)
+
+    async def main() -> None:
+        t = transport(server.url, NatsSecurity(tls_ca=pki.ca))
+        await t.connect()
+        try:
+            await t.ensure_streams()
+            assert await t.publish_work(work_item())
+            secure, server.config = server.config, ""
+            server.stop()
+            server.start()  # the same port, plain
+            deadline = time.monotonic() + 10
+            while "does not offer TLS" not in caplog.text:
+                assert time.monotonic() < deadline, "the plain server was not noticed"
+                await asyncio.sleep(0.05)
+            assert not t.connected
+            assert not await t.publish_work(work_item())
+            server.stop()
+            server.config = secure
+            server.start()
+            assert await t.wait_connected(10)
+            assert await t.publish_work(work_item())
+        finally:
+            await t.close(flush_timeout=0)
+
+    run(main(), timeout=40)
+
+
 # -- (d) mutual TLS -----------------------------------------------------------------------------
 def test_mutual_tls_needs_the_client_certificate(pki: Pki, nats_with: Any) -> None:
     server = nats_with(tls_block(pki, verify=True))

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
+import logging
 import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +39,8 @@ from poolwarden.errors import (
     ConnectionFailed,
     PoolwardenError,
 )
+
+log = logging.getLogger("poolwarden.bus.nats")  # the transport's log, whose part this is
 
 #: what nats-server says when it refuses a client's credentials
 _REFUSED: Final = ("authorization violation", "authentication expired",
@@ -143,6 +146,7 @@ class Connector:
         self.where = ", ".join(safe_url(u) for u in self.servers) or "<no nats url>"
         self._last_error: Exception | None = None
         self._connecting: asyncio.Task[None] | None = None
+        self._dropping: asyncio.Task[None] | None = None
 
     async def connect(self, nc: Client, *, name: str, error_cb: ErrorCallback,
                       disconnected_cb: Callback, reconnected_cb: Callback,
@@ -170,7 +174,7 @@ class Connector:
             raise self._connect_error(exc) from None
         finally:
             self._connecting = None
-        if self._tls_required() and not tls_in_use(nc):
+        if self.tls_required and not tls_in_use(nc):
             with contextlib.suppress(*NATS_ERRORS):
                 await nc.close()
             raise ConnectionFailed(f"NATS at {self.where}: {_NoTls()}")
@@ -185,7 +189,20 @@ class Connector:
             # failed TLS handshake (nats-py 2.16 waits for a close that never comes)
             self._connecting.cancel()
 
-    def _tls_required(self) -> bool:
+    def refuse_plain_reconnect(self, nc: Client) -> bool:
+        """After a reconnect: True (and the connection dropped, so that nats-py goes on
+        trying) when TLS is required and the server did not offer it. Credentials cannot
+        have gone (their callbacks refuse); this keeps our messages off it too."""
+        if not self.tls_required or tls_in_use(nc):
+            return False
+        log.error("nats: %s: %s; dropping the connection", self.where, _NoTls())
+        # not from inside nats-py's reconnect task, which the drop cancels and restarts
+        self._dropping = asyncio.get_running_loop().create_task(
+            nc._process_op_err(ConnectionError("TLS required")))
+        return True
+
+    @property
+    def tls_required(self) -> bool:
         s = self.security
         return (s.tls_ca is not None or s.tls_cert is not None
                 or any(urlsplit(u).scheme == "tls" for u in self.servers))
@@ -198,7 +215,7 @@ class Connector:
 
         def guarded(secret: str) -> Callable[[], str]:
             def give() -> str:
-                if self._tls_required() and not tls_in_use(nc):
+                if self.tls_required and not tls_in_use(nc):
                     raise _NoTls
                 return secret
             return give

@@ -136,8 +136,8 @@ class NatsTransport:
                  " (TLS)" if tls_in_use(nc) else "")
 
     @property
-    def connected(self) -> bool:
-        return self._nc is not None and self._nc.is_connected
+    def connected(self) -> bool:  # and not refused after a reconnect (_on_reconnected)
+        return self._nc is not None and self._nc.is_connected and self._up.is_set()
 
     def _client(self) -> Client:
         if self._nc is None:
@@ -165,6 +165,8 @@ class NatsTransport:
         self._up.clear()
 
     async def _on_reconnected(self) -> None:
+        if self._nc is not None and self._connector.refuse_plain_reconnect(self._nc):
+            return
         self._outage_logged = False
         self._up.set()
         self._replay.wake()
