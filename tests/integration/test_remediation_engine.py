@@ -1,4 +1,5 @@
-"""The remediation engine against the REAL lab: XenAPI over HTTP, snmpd BMC agents.
+"""The remediation engine against the REAL lab: what it does with each problem (the
+site is in engine_site.py; limits, restarts and doubtful data in test_remediation_safety.py).
 
 State changes come from the real state engine (fed by the real collector where a BMC is
 involved), incidents from a real IncidentManager, messages are collected from ``send``.
@@ -8,138 +9,29 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from pydantic import SecretStr
+from engine_site import (
+    CPU,
+    CPU_RULES,
+    POOL,
+    PSU,
+    Site,
+    layout,
+    sensor,
+    unchanged,
+)
 
-from poolwarden.collect.sensors import poll
-from poolwarden.collect.snmp import SnmpTarget
 from poolwarden.errors import UsageError
-from poolwarden.evaluate.rules import RuleConfig
 from poolwarden.evaluate.state import CheckConfig, StateEngine
-from poolwarden.hypervisor.base import PoolSnapshot
-from poolwarden.hypervisor.xenapi import XenAPIDriver
 from poolwarden.incidents.manager import IncidentManager
-from poolwarden.lab import Lab, Layout
-from poolwarden.messages import CheckResult, Message, Reading, State, StateChange
-from poolwarden.remediate.engine import RemediationConfig, RemediationEngine
-from poolwarden.remediate.executor import ExecutorSettings
-from poolwarden.remediate.maintenance import host_maintenance
-from poolwarden.remediate.planner import plan_maintenance
+from poolwarden.lab import Lab
+from poolwarden.messages import State, StateChange
 from poolwarden.store.db import Store
 from poolwarden.store.journal import RemediationJournal
 from poolwarden.store.lease import StoreLease
-
-FAST = ExecutorSettings(poll_interval=0.02, retry_delay=0.05)
-CPU = "snmp/temperature/CPU1 Temp"
-PSU = "snmp/power_supply/PS2 Status"
-IPMI = "ipmi/temperature/CPU1"  # a check not folded under the BMC's snmp/agent
-POOL = "lab-pool"
-CPU_RULES = [
-    {"name": "cpu-hot", "match": {"kind": "temperature", "state": "CRITICAL"},
-     "action": "evacuate", "severity": "critical"},
-    {"name": "psu", "match": {"kind": ["power_supply", "fan"], "state": "CRITICAL"},
-     "action": "notify", "severity": "warning"},
-]
-
-
-def layout(**over: Any) -> Layout:
-    doc: dict[str, Any] = {
-        "pool": {"name": POOL, "master": "xs1"},
-        "hosts": [
-            {"name": "xs1", "memory_gib": 64,
-             "bmc": {"profile": "dell-idrac", "recording": "dell-idrac-r640.snmprec"}},
-            {"name": "xs2", "memory_gib": 64},
-            {"name": "xs3", "memory_gib": 64},
-        ],
-        "vms": [
-            {"name": "web-1", "memory_gib": 4, "host": "xs1"},
-            {"name": "web-2", "memory_gib": 4, "host": "xs1"},
-            {"name": "db-1", "memory_gib": 16, "host": "xs1"},
-            {"name": "cache", "memory_gib": 8, "host": "xs2"},
-            {"name": "app", "memory_gib": 8, "host": "xs3"},
-        ],
-        "credentials": {"user": "root", "password": "lab"},
-        "migration": {"speed_gib_per_s": 128},
-    }
-    doc.update(over)
-    return Layout.model_validate(doc)
-
-
-class Site:
-    """A lab, a store, the real state engine and incidents, and the engine under test."""
-
-    def __init__(self, lab: Lab, store: Store, rules: Sequence[dict[str, Any]],
-                 clock: Callable[[], float] = time.time, **config: Any) -> None:
-        self.lab, self.store = lab, store
-        self.sent: list[Message] = []
-        self.xapi_down = False  # driver_for connects to a closed port (ConnectionFailed)
-        self.states = StateEngine(CheckConfig(max_attempts=1))
-        self.incidents = IncidentManager(store)
-        config.setdefault("retry_after", 0.05)
-        self.engine = RemediationEngine(
-            RemediationConfig(**config), [RuleConfig.model_validate(r) for r in rules], store,
-            driver_for=self.driver_for, incidents=self.incidents, send=self._send,
-            clock=clock, pools={h.name: POOL for h in lab.layout.hosts}, settings=FAST)
-
-    async def _send(self, message: Message) -> None:
-        self.sent.append(message)
-
-    def driver_for(self, pool: str) -> XenAPIDriver:
-        assert pool == POOL
-        url = "http://127.0.0.1:9" if self.xapi_down else self.lab.urls[self.lab.master_name]
-        return XenAPIDriver(url, "root", "lab", timeout=2)
-
-    def snapshot(self) -> PoolSnapshot:
-        d = self.driver_for(POOL)
-        try:
-            return d.snapshot()
-        finally:
-            d.close()
-
-    async def feed(self, results: Sequence[CheckResult]) -> list[StateChange]:
-        """As the service does: state engine → incidents → remediation engine."""
-        changes = [c for r in results for c in self.states.process(r, time.time())]
-        await asyncio.to_thread(self.incidents.handle_many, changes)
-        await self.engine.handle(changes)
-        return changes
-
-    def settle(self, results: Sequence[CheckResult]) -> list[StateChange]:
-        """Feed and wait for the engine to finish, in ONE event loop (a second
-        ``asyncio.run`` would cancel the first loop's workers mid-remediation)."""
-
-        async def run() -> list[StateChange]:
-            changes = await self.feed(results)
-            await self.engine.drain()
-            return changes
-
-        return asyncio.run(run())
-
-    async def poll_bmc(self, host: str) -> list[StateChange]:
-        address, _, port = self.lab.bmc[host].address.rpartition(":")
-        target = SnmpTarget(address=address, port=int(port), version="v2c",
-                            community=SecretStr("public"), timeout=0.3, retries=0)
-        return await self.feed(await poll(target, "dell-idrac", host=host))
-
-    def timeline(self, host: str, check: str = CPU) -> list[dict[str, Any]]:
-        found = [i for i in self.incidents.list(host=host) if i.check == check]
-        assert found, f"no incident for {host} {check}"
-        return [e.to_json() for e in self.incidents.get(found[0].id).events]
-
-    def kinds(self, host: str, check: str = CPU) -> list[str]:
-        return [e["kind"] for e in self.timeline(host, check)]
-
-
-def sensor(host: str, check: str, state: State, value: float | None = 101.0,
-           status: str = "criticalUpper") -> CheckResult:
-    """A sensor result as the collector makes it (device thresholds, device status)."""
-    kind, name = check.split("/")[1:]
-    reading = Reading(kind, name, value, "°C" if kind == "temperature" else "",
-                      crit=98.0 if kind == "temperature" else None, status=status)
-    return CheckResult(host, check, state, f"{name} {value}", time.time(), reading=reading)
 
 
 @pytest.fixture
@@ -154,14 +46,6 @@ def sqlite_store(tmp_path: Path) -> Iterator[Store]:
     yield s
     s.close()
 
-
-def unchanged(site: Site) -> None:
-    """Nothing destructive happened: same master, every host enabled, nothing moved."""
-    snap = site.snapshot()
-    assert site.lab.master_name == "xs1"
-    assert all(h.enabled and h.live for h in snap.hosts)
-    assert site.lab.sim.migrations == []
-    assert snap.layout()["xs1"] == ["db-1", "web-1", "web-2"]
 
 
 # --- the scenario ------------------------------------------------------------------------
@@ -336,80 +220,6 @@ def test_a_problem_over_before_its_turn_is_cancelled(lab: Lab, sqlite_store: Sto
     assert site.engine.history[-1]["status"] == "cancelled"
 
 
-def test_actions_per_hour_limit_escalates_and_does_nothing(
-        lab: Lab, sqlite_store: Store) -> None:
-    site = Site(lab, sqlite_store, CPU_RULES, max_actions_per_pool_per_hour=1,
-                max_hosts_down_per_pool=3)
-
-    async def scenario() -> None:
-        await site.feed([sensor("xs2", CPU, State.CRITICAL)])
-        await site.engine.drain()
-        await site.feed([sensor("xs1", CPU, State.CRITICAL)])
-        await site.engine.drain()
-
-    asyncio.run(scenario())
-    report, escalation = site.sent
-    assert report.key.startswith("remediation:")
-    assert escalation.severity == "critical"
-    assert "max_actions_per_pool_per_hour=1 reached" in escalation.body
-    assert "What would have been done:" in escalation.body
-    assert "designate" in escalation.body
-    assert "migrate db-1" in escalation.body
-    assert lab.master_name == "xs1"
-    snap = site.snapshot()
-    assert snap.layout()["xs1"] == ["db-1", "web-1", "web-2"]
-    assert site.kinds("xs1")[-1] == "remediation_escalated"
-    assert len(RemediationJournal(sqlite_store).recent(POOL)) == 1
-
-
-def test_hosts_down_limit_counts_hosts_poolwarden_put_in_maintenance(
-        lab: Lab, sqlite_store: Store) -> None:
-    site = Site(lab, sqlite_store, CPU_RULES)  # max_hosts_down_per_pool=1
-    d = site.driver_for(POOL)
-    try:
-        assert host_maintenance(d, sqlite_store, "xs2", settings=FAST).ok
-    finally:
-        d.close()
-    moved = len(lab.sim.migrations)
-
-    site.settle([sensor("xs1", CPU, State.CRITICAL)])
-    [msg] = site.sent
-    assert "max_hosts_down_per_pool=1 reached" in msg.body
-    assert "xs2 (#1)" in msg.body
-    assert lab.master_name == "xs1"
-    assert len(lab.sim.migrations) == moved
-    assert site.kinds("xs1")[-1] == "remediation_escalated"
-
-
-def test_a_restart_finishes_the_interrupted_remediation_and_then_skips_it(
-        lab: Lab, sqlite_store: Store) -> None:
-    # A process planned xs1's maintenance (journaled) and died before the first step.
-    d = XenAPIDriver(lab.urls["xs1"], "root", "lab")
-    try:
-        xs1 = d.snapshot().host("xs1")
-        assert xs1 is not None
-        plan = plan_maintenance(d.snapshot(evacuating=xs1.ref), xs1.ref)
-        RemediationJournal(sqlite_store).create(plan, dry_run=False)
-    finally:
-        d.close()
-    # The restarted service sees the problem again: it resumes (no new action, so the
-    # hourly limit does not stop it) instead of escalating or starting a second plan.
-    site = Site(lab, sqlite_store, CPU_RULES, max_actions_per_pool_per_hour=1)
-    site.settle([sensor("xs1", CPU, State.CRITICAL)])
-    [rec] = RemediationJournal(sqlite_store).recent(POOL)
-    assert rec.status == "done"
-    assert [m.key for m in site.sent] == [f"remediation:{rec.id}"]
-    assert sorted(m.vm for m in lab.sim.migrations) == ["db-1", "web-1", "web-2"]
-    # and once more (a second restart): already in maintenance, nothing to redo
-    again = Site(lab, sqlite_store, CPU_RULES)
-    again.settle([sensor("xs1", CPU, State.CRITICAL)])
-    # the skip re-submits the same report key: the notifier's ledger drops it when it was
-    # sent, and delivers it when the process that did the work died before sending it
-    assert [m.key for m in again.sent] == [f"remediation:{rec.id}"]
-    assert again.engine.history[-1]["status"] == "skipped"
-    assert len(lab.sim.migrations) == 3
-
-
 def test_dry_run_changes_nothing_and_reports_what_it_would_do(
         lab: Lab, sqlite_store: Store) -> None:
     site = Site(lab, sqlite_store, CPU_RULES, dry_run=True)
@@ -445,84 +255,6 @@ def test_infeasible_plan_escalates_with_every_blocker(sqlite_store: Store) -> No
         assert lab.sim.migrations == []
         assert all(h.enabled for h in site.snapshot().hosts)
         assert site.kinds("xs1")[-2:] == ["remediation_planned", "remediation_escalated"]
-
-
-def test_unknown_and_an_unreachable_bmc_never_lead_to_action(
-        lab: Lab, sqlite_store: Store) -> None:
-    rules = [{"match": {"kind": "temperature"}, "action": "evacuate"},  # any state
-             {"match": {"check": "snmp/agent"}, "action": "shutdown"}]
-    site = Site(lab, sqlite_store, rules)
-
-    async def scenario() -> None:
-        await site.poll_bmc("xs1")
-        await site.feed([sensor("xs1", "snmp/temperature/Inlet Temp", State.UNKNOWN, None)])
-        lab.bmc["xs1"].stop()  # the BMC dies
-        changes = await site.poll_bmc("xs1")
-        assert [(c.check, c.new_state) for c in changes] == [("snmp/agent", State.UNKNOWN)]
-        # another source's CRITICAL while the BMC does not answer: not confirmed, no action
-        # (an snmp/ result would itself mean that the agent answers again)
-        await site.feed([sensor("xs1", IPMI, State.CRITICAL)])
-        await site.engine.drain()
-
-    asyncio.run(scenario())
-    unchanged(site)
-    assert site.sent == []
-    assert RemediationJournal(sqlite_store).recent(POOL) == []
-    for check in ("snmp/temperature/Inlet Temp", "snmp/agent", IPMI):
-        assert site.kinds("xs1", check)[-1] == "remediation_refused", check
-
-
-def test_a_problem_refused_while_the_bmc_was_away_fires_once_it_answers(
-        lab: Lab, sqlite_store: Store) -> None:
-    offset = [0.0]
-    rules = [{"match": {"kind": "temperature", "state": "CRITICAL", "sustained": "30s"},
-              "action": "evacuate"}]
-    site = Site(lab, sqlite_store, rules, clock=lambda: time.time() + offset[0])
-    bmc = lab.bmc["xs1"]
-
-    async def scenario() -> None:
-        await site.poll_bmc("xs1")
-        bmc.set_sensor("temperature", "CPU1 Temp", 101.0)
-        await site.poll_bmc("xs1")  # CRITICAL, pending for 30 s
-        bmc.stop()
-        await site.poll_bmc("xs1")  # the agent is gone
-        offset[0] = 31.0
-        await site.engine.drain()  # due, but not confirmed: refused
-        assert lab.sim.migrations == []
-        assert site.sent == []
-        bmc.start()
-        bmc.set_sensor("temperature", "CPU1 Temp", 101.0)
-        changes = await site.poll_bmc("xs1")  # the agent answers; CPU1 still CRITICAL
-        assert [(c.check, c.new_state) for c in changes] == [("snmp/agent", State.OK)]
-        await site.engine.drain()
-
-    asyncio.run(scenario())
-    assert lab.master_name != "xs1"
-    kinds = site.kinds("xs1")
-    assert kinds.index("remediation_refused") < kinds.index("remediation_detected")
-    assert kinds[-1] == "remediation_done"
-
-
-def test_sustained_waits_for_tick_and_a_recovery_cancels(lab: Lab, sqlite_store: Store) -> None:
-    offset = [0.0]
-    rules = [{"match": {"kind": "temperature", "state": "CRITICAL", "sustained": "30s"},
-              "action": "evacuate"}]
-    site = Site(lab, sqlite_store, rules, clock=lambda: time.time() + offset[0])
-
-    async def scenario() -> None:
-        await site.feed([sensor("xs2", CPU, State.CRITICAL)])
-        await site.feed([sensor("xs2", CPU, State.OK, 60.0, "ok")])  # cooled down in time
-        await site.feed([sensor("xs1", CPU, State.CRITICAL)])
-        await site.engine.tick()
-        assert not site.engine.busy
-        assert site.sent == []
-        offset[0] = 31.0
-        await site.engine.drain()
-
-    asyncio.run(scenario())
-    assert [r.host_name for r in RemediationJournal(sqlite_store).recent(POOL)] == ["xs1"]
-    assert lab.master_name != "xs1"
-    assert len(site.sent) == 1
 
 
 def test_script_without_a_script_runner_escalates(lab: Lab, sqlite_store: Store) -> None:
