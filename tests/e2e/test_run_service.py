@@ -29,6 +29,7 @@ from poolwarden.lab import Lab, Layout
 from poolwarden.messages import State
 from poolwarden.store.db import Store
 from poolwarden.store.journal import RemediationJournal
+from tls_files import self_signed
 
 CPU = "snmp/temperature/CPU1 Temp"
 
@@ -215,14 +216,6 @@ def test_run_refuses_a_taken_api_port(lab: Lab, tmp_path: Path) -> None:
                            capture_output=True, text=True, timeout=60, check=False)
     assert r.returncode == 2
     assert "api.listen" in r.stderr
-
-
-def self_signed(tmp: Path) -> tuple[Path, Path]:
-    cert, key = tmp / "cert.pem", tmp / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
-    return cert, key
 
 
 def test_run_serves_https_with_the_configured_certificate(lab: Lab, tmp_path: Path) -> None:

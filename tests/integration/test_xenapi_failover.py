@@ -5,8 +5,13 @@ credentials, a driver whose host goes away, and the factory remembering the mast
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import socket
+import ssl
+import threading
 import time
+import xmlrpc.client
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +28,7 @@ from poolwarden.remediate.executor import ExecutorSettings
 from poolwarden.remediate.maintenance import host_maintenance
 from poolwarden.store.db import Store
 from sshd_server import free_port
+from tls_files import self_signed
 
 FAST = ExecutorSettings(poll_interval=0.02, retry_delay=0.05)
 
@@ -183,3 +189,75 @@ def test_the_factory_starts_at_the_last_master(lab: Lab, tmp_path: Path) -> None
         assert forgetful.url == master
     finally:
         forgetful.close()
+
+
+@pytest.fixture
+def black_hole() -> Iterator[str]:
+    """A URL whose host drops the SYN, like a powered-off server behind a switch: a
+    backlog of zero, already filled by one connection nobody accepts."""
+    with socket.socket() as s, socket.socket() as filler:
+        s.bind(("127.0.0.1", 0))
+        s.listen(0)
+        filler.connect(s.getsockname())
+        yield url_of(s)
+
+
+def test_a_host_that_drops_connections_costs_the_connect_timeout_only(
+        lab: Lab, black_hole: str) -> None:
+    started = time.monotonic()
+    with XenAPIDriver(black_hole, "root", "lab", timeout=30, connect_timeout=0.5,
+                      fallback_urls=[lab.urls["xs1"]]) as driver:
+        assert driver.url == lab.urls["xs1"]
+        assert driver.snapshot().host("xs2") is not None
+    assert time.monotonic() - started < 10  # not the 30 s read timeout
+
+
+class _SlowXapi(http.server.BaseHTTPRequestHandler):
+    """Answers every XML-RPC call with a session reference, after ``delay`` seconds."""
+
+    delay = 1.0
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        time.sleep(self.delay)
+        body = xmlrpc.client.dumps(({"Status": "Success", "Value": "OpaqueRef:s"},),
+                                   methodresponse=True).encode()
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # caller gave up
+            self.send_response(200)
+            self.send_header("Content-Type", "text/xml")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    def log_message(self, *_: Any) -> None:
+        pass
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_a_slow_answer_is_waited_for_up_to_the_call_timeout(
+        scheme: str, tmp_path: Path) -> None:
+    """The connect timeout bounds the connection (and TLS handshake) only, not a call XAPI
+    takes long over; over HTTPS the certificate is checked unless told otherwise."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _SlowXapi)
+    if scheme == "https":
+        cert, key = self_signed(tmp_path)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert, key)
+        server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"{scheme}://127.0.0.1:{server.server_address[1]}"
+        driver = XenAPIDriver(url, "root", "lab", timeout=5, connect_timeout=0.2,
+                              verify_tls=False)
+        assert driver.url == url  # logged in, 1 s after connecting
+        driver._session = None  # nothing to log out of: the fake has no session
+        with pytest.raises(ConnectionFailed, match="timed out"):
+            XenAPIDriver(url, "root", "lab", timeout=0.5, connect_timeout=0.2,
+                         verify_tls=False)
+        if scheme == "https":
+            with pytest.raises(ConnectionFailed, match="CERTIFICATE_VERIFY_FAILED"):
+                XenAPIDriver(url, "root", "lab", timeout=5, connect_timeout=0.2)
+    finally:
+        server.shutdown()
+        server.server_close()

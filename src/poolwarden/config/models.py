@@ -112,6 +112,9 @@ class XapiConfig(_Model):
     password: str | None = None
     password_file: Path | None = None
     verify_tls: bool = True
+    #: how long to wait for a host to accept the connection before trying the next URL
+    #: (calls themselves may take longer: the service's socket timeout covers them)
+    connect_timeout: Duration = 5.0
 
     @property
     def secret(self) -> Secret | None:

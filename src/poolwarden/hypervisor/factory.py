@@ -54,7 +54,8 @@ def pool_driver_for(pools: Sequence[PoolConfig], *, ssh_default: SshConfig | Non
         first = last_good.get(pool)
         urls = list(dict.fromkeys([*([first] if first else []), x.url, *x.fallback_urls]))
         return XenAPIDriver(urls[0], x.user, password, timeout=timeout,
-                            verify_tls=x.verify_tls, fallback_urls=urls[1:],
+                            connect_timeout=x.connect_timeout, verify_tls=x.verify_tls,
+                            fallback_urls=urls[1:],
                             on_connect=remember(pool))
 
     return connect

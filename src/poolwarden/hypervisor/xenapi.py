@@ -61,30 +61,62 @@ def translate(details: Any, context: str = "") -> HypervisorError:
     return cls(code, params, context=context)
 
 
-class _Transport(xmlrpc.client.Transport):
-    """Plain HTTP with a socket timeout: a hung XAPI must not hang poolwarden."""
+class _BoundedConnect:
+    """Connect (and the TLS handshake) within ``connect_timeout``, then read within
+    ``timeout``: a powered-off host drops the SYN, and waiting the whole read timeout
+    (which must cover slow XAPI calls) for it would delay the fall-back to the next URL."""
 
-    def __init__(self, timeout: float) -> None:
+    read_timeout: float
+    sock: Any
+
+    def connect(self) -> None:
+        super().connect()  # type: ignore[misc]
+        self.sock.settimeout(self.read_timeout)
+
+
+class _HTTPConnection(_BoundedConnect, http.client.HTTPConnection):
+    pass
+
+
+class _HTTPSConnection(_BoundedConnect, http.client.HTTPSConnection):
+    pass
+
+
+class _Transport(xmlrpc.client.Transport):
+    """Plain HTTP with timeouts: a hung XAPI must not hang poolwarden."""
+
+    def __init__(self, timeout: float, connect_timeout: float) -> None:
         super().__init__()
-        self.timeout = timeout
+        self.timeout, self.connect_timeout = timeout, connect_timeout
 
     def make_connection(self, host: Any) -> http.client.HTTPConnection:
-        conn = super().make_connection(host)
-        conn.timeout = self.timeout
+        held, conn_ = self._connection
+        if held == host and conn_ is not None:
+            return conn_  # keep-alive: the same host's open connection
+        chost, self._extra_headers, _ = self.get_host_info(host)
+        conn = _HTTPConnection(chost, timeout=self.connect_timeout)
+        conn.read_timeout = self.timeout
+        self._connection = host, conn
         return conn
 
 
 class _SafeTransport(xmlrpc.client.SafeTransport):
-    def __init__(self, timeout: float, verify: bool) -> None:
+    def __init__(self, timeout: float, connect_timeout: float, verify: bool) -> None:
         import ssl
 
         ctx = ssl.create_default_context() if verify else ssl._create_unverified_context()  # noqa: S323
         super().__init__(context=ctx)
-        self.timeout = timeout
+        self.ssl_context = ctx
+        self.timeout, self.connect_timeout = timeout, connect_timeout
 
     def make_connection(self, host: Any) -> http.client.HTTPSConnection:
-        conn = super().make_connection(host)
-        conn.timeout = self.timeout
+        held, conn_ = self._connection
+        if held == host and isinstance(conn_, http.client.HTTPSConnection):
+            return conn_
+        chost, self._extra_headers, _ = self.get_host_info(host)
+        conn = _HTTPSConnection(chost, timeout=self.connect_timeout, context=self.ssl_context)
+        conn.read_timeout = self.timeout
+        self._connection = host, conn
         return conn
 
 
@@ -100,12 +132,14 @@ class XenAPIDriver:
     in order; ``on_connect`` is told each URL logged in at (the master's)."""
 
     def __init__(self, url: str, user: str, password: str, *, timeout: float = 30.0,
+                 connect_timeout: float = 5.0,
                  verify_tls: bool = True, originator: str = "poolwarden",
                  fallback_urls: Sequence[str] = (),
                  on_connect: Callable[[str], None] | None = None) -> None:
         self.urls = list(dict.fromkeys(u.rstrip("/") for u in (url, *fallback_urls)))
         self.url, self.user, self._password = self.urls[0], user, password
         self.timeout, self.verify_tls, self.originator = timeout, verify_tls, originator
+        self.connect_timeout = min(connect_timeout, timeout)
         self._on_connect = on_connect
         self._session: Any = None
         self._connect_any()
@@ -113,8 +147,8 @@ class XenAPIDriver:
     # -- connection -------------------------------------------------------------------
     def _new_session(self, url: str) -> Any:
         transport: xmlrpc.client.Transport = (
-            _SafeTransport(self.timeout, self.verify_tls) if url.startswith("https")
-            else _Transport(self.timeout)
+            _SafeTransport(self.timeout, self.connect_timeout, self.verify_tls)
+            if url.startswith("https") else _Transport(self.timeout, self.connect_timeout)
         )
         return XenAPI.Session(url, transport=transport)
 
@@ -181,8 +215,12 @@ class XenAPIDriver:
             except XenAPI.Failure as exc:
                 details = list(exc.details)
                 if details and details[0] == "HOST_IS_SLAVE" and attempt == 0:
-                    # The SDK re-logged in after SESSION_INVALID and met a new master.
-                    self._connect(self._url_for(str(details[1])))
+                    # The SDK re-logged in after SESSION_INVALID and met a new master;
+                    # if its address cannot be reached from here, the other URLs can.
+                    try:
+                        self._connect(self._url_for(str(details[1])))
+                    except ConnectionFailed:
+                        self._connect_any()
                     continue
                 raise translate(details, method) from exc
             except xmlrpc.client.Fault as exc:
