@@ -39,8 +39,10 @@ from gufo.snmp import (
     User,
 )
 from gufo.snmp.aio import SnmpSession
+from gufo.snmp.user import KeyType
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from poolwarden.collect._v3 import ENGINES, master_key
 from poolwarden.errors import (
     AuthenticationFailed,
     ConnectionFailed,
@@ -109,20 +111,31 @@ class SnmpTarget(BaseModel):
         host = f"[{self.address}]" if ":" in self.address else self.address
         return f"{host}:{self.port}"
 
+    @property
+    def engine_key(self) -> tuple[str, int, str] | None:
+        """What the agent's v3 engine id is remembered by; None for v2c."""
+        return (self.address, self.port, self.user or "") if self.version == "v3" else None
+
     def _user(self) -> User:
+        """The v3 user with master keys (hashed once per process, see ``_v3``)."""
         assert self.user is not None  # checked by the validator
         auth = priv = None
+        alg = _AUTH[self.auth_protocol]
         if self.auth_key is not None:
-            auth = _AUTH[self.auth_protocol](self.auth_key.get_secret_value().encode())
+            auth = alg(master_key(alg, self.auth_key.get_secret_value().encode()),
+                       key_type=KeyType.Master)
         if self.priv_key is not None:
-            priv = _PRIV[self.priv_protocol](self.priv_key.get_secret_value().encode())
+            priv = _PRIV[self.priv_protocol](
+                master_key(alg, self.priv_key.get_secret_value().encode()),
+                key_type=KeyType.Master)
         return User(self.user, auth_key=auth, priv_key=priv)
 
-    def session(self) -> SnmpSession:
-        """A gufo-snmp session (not yet opened) for this target."""
+    def session(self, engine_id: bytes | None = None) -> SnmpSession:
+        """A gufo-snmp session (not yet opened) for this target; a known v3 ``engine_id``
+        spares the discovery round trip."""
         if self.version == "v3":
             return SnmpSession(self.address, self.port, user=self._user(), timeout=self.timeout,
-                               max_repetitions=self.max_repetitions)
+                               max_repetitions=self.max_repetitions, engine_id=engine_id)
         assert self.community is not None
         return SnmpSession(
             self.address, self.port, community=self.community.get_secret_value(),
@@ -165,14 +178,31 @@ class SnmpClient:
         self._session: SnmpSession | None = None
 
     async def __aenter__(self) -> SnmpClient:
-        try:
-            self._session = self.target.session()
-        except (OSError, ValueError) as exc:
-            raise ConnectionFailed(f"SNMP {self.target.endpoint}: {exc}") from exc
+        key = self.target.engine_key
+        known = ENGINES.get(key) if key is not None else None
+        if known is not None:
+            # one round trip for boots/time, tried once: a silent agent may have been
+            # replaced (a new engine id), so it is forgotten and discovered below
+            self._session = self._new_session(known)
+            try:
+                await self._call(self._session.refresh, tries=1)
+                return self
+            except (ConnectionFailed, AuthenticationFailed):
+                assert key is not None
+                ENGINES.forget(key)
+        self._session = self._new_session(None)
         # why: v3 discovers the engine id, then its boots/time (two round trips);
         # for v2c this is a no-op that sends nothing.
-        await self._call(self._session.refresh, sends=2 if self.target.version == "v3" else 0)
+        await self._call(self._session.refresh, sends=2 if key is not None else 0)
+        if key is not None:
+            ENGINES.remember(key, self._session.get_engine_id())
         return self
+
+    def _new_session(self, engine_id: bytes | None) -> SnmpSession:
+        try:
+            return self.target.session(engine_id)
+        except (OSError, ValueError) as exc:
+            raise ConnectionFailed(f"SNMP {self.target.endpoint}: {exc}") from exc
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -218,10 +248,11 @@ class SnmpClient:
                 return
             yield item
 
-    async def _call(self, fn: Callable[[], Awaitable[T]], *, sends: int = 1) -> T:
+    async def _call(self, fn: Callable[[], Awaitable[T]], *, sends: int = 1,
+                    tries: int | None = None) -> T:
         """Run one request with the target's retries; translate gufo-snmp errors."""
         refused = ""
-        for _ in range(self.target.retries + 1):
+        for _ in range(tries or self.target.retries + 1):
             self.requests += sends
             try:
                 return await fn()
