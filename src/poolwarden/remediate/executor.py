@@ -176,6 +176,12 @@ class Executor:
                     return SKIPPED, f"{step.host_name} is already down"
                 self.driver.shutdown_host(step.host)
                 return DONE, ""
+            case StepKind.ENABLE_HOST:
+                if host is not None and not host.live:
+                    raise StepFailed(f"{step.host_name} is not running")
+                was = "was already enabled" if host is not None and host.enabled else ""
+                self.driver.enable_host(step.host)  # idempotent; also clears the flag
+                return DONE, was
             case StepKind.MIGRATE_VM:  # pragma: no cover - handled by _migrate
                 raise AssertionError("migrations run in batches")
 

@@ -1,4 +1,5 @@
-"""Put a host into maintenance: the lease, the resume, the plan, the journal, the run.
+"""Put a host into maintenance, or take it out: the lease, the resume, the plan, the
+journal, the run.
 
 This is the I/O shell around the pure planner. The order matters:
 1. take the pool's lease (one remediation per pool at a time, across processes);
@@ -17,9 +18,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from poolwarden.errors import NotFound, OperationRefused
-from poolwarden.hypervisor.base import PoolDriver, PoolSnapshot
+from poolwarden.hypervisor.base import HostState, PoolDriver, PoolSnapshot
 from poolwarden.remediate.executor import Executor, ExecutorSettings, ProgressSink
+from poolwarden.remediate.model import ActionPlan
 from poolwarden.remediate.planner import plan_maintenance
+from poolwarden.remediate.restore import GOAL as EXIT_GOAL
+from poolwarden.remediate.restore import moved_away, plan_exit_maintenance
 from poolwarden.store.db import Store
 from poolwarden.store.journal import RemediationJournal, RemediationRecord
 from poolwarden.store.lease import StoreLease
@@ -85,6 +89,44 @@ def host_maintenance(
     asked, under the pool's lease, whether acting is still allowed (the safety limits: a
     check before the lease could race another master); a non-empty answer refuses
     with :class:`LimitReached` and changes nothing."""
+
+    def plan(target: HostState, _journal: RemediationJournal) -> ActionPlan:
+        snap = driver.snapshot(evacuating=target.ref)
+        if guard is not None and not dry_run and (reason := guard(snap)):
+            raise LimitReached(reason)
+        return plan_maintenance(snap, target.ref, shutdown=shutdown)
+
+    return _carry_out(driver, store, host, "maintenance", plan, dry_run=dry_run,
+                      progress=progress, settings=settings, requested_by=requested_by,
+                      lease_ttl=lease_ttl, on_planned=on_planned)
+
+
+def host_exit_maintenance(
+    driver: PoolDriver, store: Store, host: str, *, restore: bool = False,
+    dry_run: bool = False, progress: ProgressSink | None = None,
+    settings: ExecutorSettings | None = None, requested_by: str = "",
+    lease_ttl: float = 60.0, on_planned: Callable[[RemediationRecord], None] | None = None,
+) -> MaintenanceOutcome:
+    """Enable ``host`` again (name or ref); with ``restore``, migrate back the VMs its
+    last maintenance moved away (see :mod:`~poolwarden.remediate.restore`)."""
+
+    def plan(target: HostState, journal: RemediationJournal) -> ActionPlan:
+        snap = driver.snapshot()
+        back = moved_away(journal.recent(snap.name, limit=100), target.ref) if restore else []
+        return plan_exit_maintenance(snap, target.ref, restore=back)
+
+    return _carry_out(driver, store, host, EXIT_GOAL, plan, dry_run=dry_run,
+                      progress=progress, settings=settings, requested_by=requested_by,
+                      lease_ttl=lease_ttl, on_planned=on_planned)
+
+
+def _carry_out(
+    driver: PoolDriver, store: Store, host: str, goal: str,
+    make_plan: Callable[[HostState, RemediationJournal], ActionPlan], *, dry_run: bool,
+    progress: ProgressSink | None, settings: ExecutorSettings | None, requested_by: str,
+    lease_ttl: float, on_planned: Callable[[RemediationRecord], None] | None,
+) -> MaintenanceOutcome:
+    """The order of the module docstring, for any goal: lease, resume, plan, journal, run."""
     journal = RemediationJournal(store)
     first = driver.snapshot()
     target = first.host(host)
@@ -100,17 +142,14 @@ def host_maintenance(
         interrupted = None if dry_run else journal.open_for_pool(first.name)
         if interrupted is not None:
             resumed = executor.run(interrupted.id)
-            if interrupted.host == target.ref and interrupted.goal == "maintenance":
+            if interrupted.host == target.ref and interrupted.goal == goal:
                 # The same command, run again after a crash: finishing it is the answer.
                 after = driver.snapshot()
                 return MaintenanceOutcome(
                     resumed, resumed, resumed.plan.layout_before, after.layout(),
                     resumed.plan.master_before, _name(after.master, after.hosts),
                 )
-        snap = driver.snapshot(evacuating=target.ref)
-        if guard is not None and not dry_run and (reason := guard(snap)):
-            raise LimitReached(reason)
-        plan = plan_maintenance(snap, target.ref, shutdown=shutdown)
+        plan = make_plan(target, journal)
         rid = journal.create(plan, dry_run=dry_run, requested_by=requested_by or who())
         if dry_run or not plan.feasible:
             if plan.feasible:
@@ -118,13 +157,13 @@ def host_maintenance(
             if on_planned is not None:
                 on_planned(journal.get(rid))
             # Nothing changed: "after" is the plan's intent (dry run) or the pool as it is.
-            return MaintenanceOutcome(journal.get(rid), resumed, snap.layout(),
+            return MaintenanceOutcome(journal.get(rid), resumed, plan.layout_before,
                                       plan.layout_after, plan.master_before, plan.master_after)
         if on_planned is not None:
             on_planned(journal.get(rid))
         record = executor.run(rid)
         after = driver.snapshot()
-        return MaintenanceOutcome(record, resumed, snap.layout(), after.layout(),
+        return MaintenanceOutcome(record, resumed, plan.layout_before, after.layout(),
                                   plan.master_before, _name(after.master, after.hosts))
     finally:
         lease.release()

@@ -18,6 +18,7 @@ class StepKind(StrEnum):
     MIGRATE_VM = "migrate_vm"  # vm moves from host to target
     VERIFY_EMPTY = "verify_empty"  # host runs no VM any more
     SHUTDOWN_HOST = "shutdown_host"  # optional last step
+    ENABLE_HOST = "enable_host"  # leaving maintenance: host = the host coming back
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +45,8 @@ class Step:
                 return f"verify no VM runs on {self.host_name}"
             case StepKind.SHUTDOWN_HOST:
                 return f"shut down {self.host_name}"
+            case StepKind.ENABLE_HOST:
+                return f"enable {self.host_name} (leave maintenance)"
         raise AssertionError(self.kind)  # pragma: no cover
 
     def to_json(self) -> dict[str, Any]:
@@ -78,7 +81,7 @@ class Blocker:
 
 @dataclass(frozen=True, slots=True)
 class ActionPlan:
-    goal: str  # "maintenance"
+    goal: str  # "maintenance" or "exit_maintenance"
     pool: str  # pool name
     host: str  # host ref the plan is about
     host_name: str
