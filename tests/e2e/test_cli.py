@@ -159,6 +159,20 @@ def test_maintenance_dry_run_then_infeasible_then_done(
     assert status["master"] != "xs1"
     assert hosts["xs1"]["enabled"] is False
     assert hosts["xs1"]["vms"] == []
+    moved = sorted(plan["before"]["xs1"])
+    assert moved
+
+    back = pw("host", "enable", "xs1", "--restore", "--url", url, "--store", store)
+    assert back.returncode == 0, back.stderr
+    assert "Leaving maintenance of xs1" in back.stdout
+    assert "result: done" in back.stdout
+    status = json.loads(pw("pool", "status", "--url", url, "--json").stdout)
+    hosts = {h["name"]: h for h in status["hosts"]}
+    assert hosts["xs1"]["enabled"] is True
+    assert sorted(hosts["xs1"]["vms"]) == moved
+    again = pw("host", "enable", "xs1", "--url", url, "--store", store, "--json")
+    assert again.returncode == 0, again.stderr  # already enabled: nothing to do, still fine
+    assert json.loads(again.stdout)["steps"][0]["detail"] == "was already enabled"
 
 
 def test_bad_layout_names_file_line_and_field(tmp_path: Path) -> None:

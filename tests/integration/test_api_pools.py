@@ -162,6 +162,24 @@ def test_maintenance_runs_in_the_background_and_is_journaled(
     x3 = next(h for h in pool["hosts"] if h["name"] == "xstest3")
     assert (x3["enabled"], x3["vms"]) == (False, [])
     assert pool["last_remediation"]["host"] == "xstest3"
+    moved = sorted(r.json()["before"]["xstest3"])
+
+    r = client.post("/api/v1/hosts/xstest3/enable", json={"restore": True},
+                    headers=tokens["viewer"])
+    assert r.status_code == 403
+    r = client.post("/api/v1/hosts/xstest3/enable", json={"restore": True, "dry_run": True},
+                    headers=tokens["operator"])
+    assert (r.status_code, r.json()["status"]) == (200, "dry_run")
+    assert sorted(r.json()["after"]["xstest3"]) == moved
+    r = client.post("/api/v1/hosts/xstest3/enable", json={"restore": True, "wait": True},
+                    headers=tokens["operator"])
+    assert r.status_code == 200, r.text
+    assert (r.json()["goal"], r.json()["status"]) == ("exit_maintenance", "done")
+    pool = client.get("/api/v1/pools/lab-pool", headers=tokens["viewer"]).json()
+    x3 = next(h for h in pool["hosts"] if h["name"] == "xstest3")
+    assert (x3["enabled"], sorted(x3["vms"])) == (True, moved)
+    rec = pool["last_remediation"]
+    assert (rec["goal"], rec["requested_by"]) == ("exit_maintenance", "api:operator-p")
 
 
 def test_maintenance_refused_while_the_pool_is_busy(

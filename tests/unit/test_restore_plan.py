@@ -48,7 +48,7 @@ def test_what_no_longer_fits_and_a_dead_host_are_blockers() -> None:
         plan_exit_maintenance(snap, "xs9")
 
 
-def test_moved_away_reads_the_newest_real_maintenance_of_the_host(tmp_path: Path) -> None:
+def test_moved_away_reads_the_maintenance_the_host_is_still_in(tmp_path: Path) -> None:
     store = Store.open(f"sqlite:///{tmp_path}/pw.db")
     try:
         journal = RemediationJournal(store)
@@ -63,7 +63,11 @@ def test_moved_away_reads_the_newest_real_maintenance_of_the_host(tmp_path: Path
         records = journal.recent("lab-pool")
         assert moved_away(records, "OpaqueRef:xs2") == ["OpaqueRef:a"]
         assert moved_away(records, "OpaqueRef:xs1") == []
-        journal.create(plan_maintenance(snap, "xs2"), dry_run=True)  # newest: a dry run
+        journal.create(plan_maintenance(snap, "xs2"), dry_run=True)  # changed nothing
+        exit_plan = plan_exit_maintenance(snap, "xs2")
+        journal.create(exit_plan, dry_run=True)
+        assert moved_away(journal.recent("lab-pool"), "OpaqueRef:xs2") == ["OpaqueRef:a"]
+        journal.create(exit_plan, dry_run=False)  # it left maintenance: nothing to restore
         assert moved_away(journal.recent("lab-pool"), "OpaqueRef:xs2") == []
     finally:
         store.close()

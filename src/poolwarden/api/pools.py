@@ -1,4 +1,4 @@
-"""Hosts and pools: what runs where, each host's sensors, and maintenance on request."""
+"""Hosts and pools: what runs where, each host's sensors, maintenance in and out on request."""
 
 from __future__ import annotations
 
@@ -55,6 +55,26 @@ async def host_maintenance(name: str, body: MaintenanceBody, ctx: Ctx, who: Oper
     409 while another remediation holds the pool."""
     result = await ctx.ops.maintenance(name, f"api:{who.name}", dry_run=body.dry_run,
                                        shutdown=body.shutdown, wait=body.wait)
+    if not result.get("finished"):
+        response.status_code = status.HTTP_202_ACCEPTED
+    return result
+
+
+class EnableBody(BaseModel):
+    dry_run: bool = False
+    #: migrate back the VMs the host's last maintenance moved away
+    restore: bool = False
+    wait: bool = False
+
+
+@router.post("/api/v1/hosts/{name}/enable",
+             responses={202: {"description": "planned and running: follow the remediation"}})
+async def host_enable(name: str, body: EnableBody, ctx: Ctx, who: Operator,
+                      response: Response) -> dict[str, Any]:
+    """Take a host out of maintenance: enable it, clear the maintenance mark and, with
+    ``restore``, bring back its VMs. Answers as the maintenance route does (200/202/409)."""
+    result = await ctx.ops.exit_maintenance(name, f"api:{who.name}", restore=body.restore,
+                                            dry_run=body.dry_run, wait=body.wait)
     if not result.get("finished"):
         response.status_code = status.HTTP_202_ACCEPTED
     return result

@@ -43,7 +43,10 @@ from poolwarden.cli.xescript import xescript_command
 from poolwarden.errors import UsageError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from poolwarden.hypervisor.base import PoolDriver
+    from poolwarden.remediate.executor import ProgressSink
     from poolwarden.remediate.maintenance import MaintenanceOutcome
     from poolwarden.store.db import Store
 
@@ -131,13 +134,56 @@ def host_maintenance(
     Safe: nothing happens unless every VM has a place to go. Re-running after a crash
     finishes the interrupted job without repeating steps.
     """
+    from poolwarden.remediate.maintenance import host_maintenance as run
+
+    def act(driver: PoolDriver, db: Store, progress: ProgressSink | None) -> MaintenanceOutcome:
+        return run(driver, db, host, shutdown=shutdown, dry_run=dry_run, progress=progress)
+
+    _remediate(act, url, user, password, password_file, insecure, store, dry_run, as_json)
+
+
+@host_app.command("enable")
+def host_enable(
+    host: Annotated[str, typer.Argument(help="Host name (name_label) or ref.")],
+    url: UrlOpt, user: UserOpt = "root", password: PasswordOpt = None,
+    password_file: PasswordFileOpt = None, insecure: InsecureOpt = False,
+    restore: Annotated[bool, typer.Option(
+        "--restore", help="Migrate back the VMs its last maintenance moved away.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan, change nothing.")]
+    = False,
+    store: StoreOpt = None, as_json: JsonOpt = False,
+) -> None:
+    """Take HOST out of maintenance: enable it and clear the maintenance mark.
+
+    --restore reads the VMs to bring back from the journal in --store (the one the
+    maintenance was recorded in); those that no longer fit refuse the whole plan.
+    """
+    from poolwarden.remediate.maintenance import host_exit_maintenance as run
+
+    def act(driver: PoolDriver, db: Store, progress: ProgressSink | None) -> MaintenanceOutcome:
+        return run(driver, db, host, restore=restore, dry_run=dry_run, progress=progress)
+
+    _remediate(act, url, user, password, password_file, insecure, store, dry_run, as_json)
+
+
+def _remediate(act: Callable[[PoolDriver, Store, ProgressSink | None], MaintenanceOutcome],
+               url: str, user: str, password: str | None, password_file: Path | None,
+               insecure: bool, store: str | None, dry_run: bool, as_json: bool) -> None:
+    """Open the store and the pool, run ``act`` with progress bars on a terminal, plain
+    lines in a pipe, silence with --json or a dry run; report; exit 1 unless it went well."""
     from poolwarden.store.db import Store
 
     with errors_to_exit(as_json):
         db = Store.open(store or common.default_store_url())
         try:
             with connect(url, user, password, password_file, insecure) as driver:
-                outcome = _run_maintenance(driver, db, host, shutdown, dry_run, as_json)
+                if as_json or dry_run:
+                    outcome = act(driver, db, None)
+                elif out.is_terminal:
+                    with RichProgress(out) as progress:
+                        outcome = act(driver, db, progress)
+                else:
+                    outcome = act(driver, db, LineProgress(out))
         finally:
             db.close()
     if as_json:
@@ -146,19 +192,6 @@ def host_maintenance(
         outcome_report(out, outcome)
     if not outcome.ok:
         raise typer.Exit(EXIT_FAILED)
-
-
-def _run_maintenance(driver: PoolDriver, db: Store, host: str, shutdown: bool, dry_run: bool,
-                     as_json: bool) -> MaintenanceOutcome:
-    """Progress bars on a terminal, plain lines in a pipe, silence with --json."""
-    from poolwarden.remediate.maintenance import host_maintenance as run
-
-    if as_json or dry_run:
-        return run(driver, db, host, shutdown=shutdown, dry_run=dry_run)
-    if out.is_terminal:
-        with RichProgress(out) as progress:
-            return run(driver, db, host, shutdown=shutdown, progress=progress)
-    return run(driver, db, host, shutdown=shutdown, progress=LineProgress(out))
 
 
 @app.command("demo")

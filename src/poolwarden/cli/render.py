@@ -88,7 +88,8 @@ def outcome_report(console: Console, o: MaintenanceOutcome) -> None:
     if o.resumed is not None:
         console.print(f"Finished remediation #{o.resumed.id} that an earlier run left "
                       f"half done ([bold]{o.resumed.status}[/]).")
-    console.print(f"\n[bold]Maintenance of {r.host_name}[/] in pool {r.pool} "
+    what = "Leaving maintenance" if r.goal == "exit_maintenance" else "Maintenance"
+    console.print(f"\n[bold]{what} of {r.host_name}[/] in pool {r.pool} "
                   f"(remediation #{r.id}{', dry run' if r.dry_run else ''})")
     for line in plan_lines(r.plan):
         console.print(line)

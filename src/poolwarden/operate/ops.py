@@ -31,7 +31,11 @@ from poolwarden.incidents.samples import SampleWriter
 from poolwarden.messages import State
 from poolwarden.remediate.engine import host_pools
 from poolwarden.remediate.executor import ExecutorSettings
-from poolwarden.remediate.maintenance import MaintenanceOutcome, host_maintenance
+from poolwarden.remediate.maintenance import (
+    MaintenanceOutcome,
+    host_exit_maintenance,
+    host_maintenance,
+)
 from poolwarden.store.db import Store, now
 from poolwarden.store.journal import RemediationJournal, RemediationRecord
 from poolwarden.store.models import Notification
@@ -60,6 +64,7 @@ def check_json(st: CheckStatus) -> dict[str, Any]:
 def remediation_json(r: RemediationRecord) -> dict[str, Any]:
     return {"id": r.id, "pool": r.pool, "host": r.host_name, "host_ref": r.host,
             "goal": r.goal, "status": r.status, "dry_run": r.dry_run, "error": r.error,
+            "requested_by": r.requested_by,
             "created_at": r.created_at, "finished_at": r.finished_at,
             "plan": r.plan.to_json(), "steps": [s.to_json() for s in r.steps]}
 
@@ -254,6 +259,26 @@ class Operations:
         then; a real one goes on in the background (follow it in the journal) unless
         ``wait``. Refused while the pool's lease is held by another remediation.
         """
+        return await self._remediate(host, wait, lambda driver, on_planned: host_maintenance(
+            driver, self.store, host, shutdown=shutdown, dry_run=dry_run,
+            settings=self.settings, requested_by=who, on_planned=on_planned,
+            lease_ttl=self.config.remediation.lease_ttl), dry_run=dry_run)
+
+    async def exit_maintenance(self, host: str, who: str, *, restore: bool = False,
+                               dry_run: bool = False, wait: bool = False) -> dict[str, Any]:
+        """Take ``host`` out of maintenance as ``who``; with ``restore``, bring back the
+        VMs its last maintenance moved away. Answers as :meth:`maintenance` does."""
+        return await self._remediate(host, wait, lambda driver, on_planned: (
+            host_exit_maintenance(
+                driver, self.store, host, restore=restore, dry_run=dry_run,
+                settings=self.settings, requested_by=who, on_planned=on_planned,
+                lease_ttl=self.config.remediation.lease_ttl)), dry_run=dry_run)
+
+    async def _remediate(
+        self, host: str, wait: bool,
+        run: Callable[[PoolDriver, Callable[[RemediationRecord], None]], MaintenanceOutcome],
+        *, dry_run: bool,
+    ) -> dict[str, Any]:
         info = self.host_info(host)
         planned: asyncio.Future[RemediationRecord] = asyncio.get_running_loop().create_future()
         loop = asyncio.get_running_loop()
@@ -268,10 +293,7 @@ class Operations:
         def work() -> MaintenanceOutcome:
             driver = self.driver_for(info.pool)
             try:
-                outcome = host_maintenance(
-                    driver, self.store, host, shutdown=shutdown, dry_run=dry_run,
-                    settings=self.settings, requested_by=who, on_planned=on_planned,
-                    lease_ttl=self.config.remediation.lease_ttl)
+                outcome = run(driver, on_planned)
                 if not dry_run:
                     self.pool_cache.put(info.pool, driver.snapshot())
                 return outcome
@@ -288,13 +310,14 @@ class Operations:
         complete = task in done or wait or planned.result().status in ("dry_run",
                                                                         "infeasible")
         if complete:
-            outcome = await task  # raises what the maintenance raised (lease held, …)
+            outcome = await task  # raises what the remediation raised (lease held, …)
             return {**outcome.to_json(), "finished": True}
         _background.add(task)
         task.add_done_callback(_finished_in_background)
         rec = planned.result()
         return {"remediation": rec.id, "pool": rec.pool, "host": rec.host_name,
-                "status": rec.status, "dry_run": rec.dry_run, "feasible": rec.plan.feasible,
+                "goal": rec.goal, "status": rec.status, "dry_run": rec.dry_run,
+                "feasible": rec.plan.feasible,
                 "steps": [{"title": s.title} for s in rec.plan.steps], "finished": False}
 
     def script_catalog(self) -> ScriptCatalog:
@@ -326,7 +349,7 @@ def _finished_in_background(task: asyncio.Future[Any]) -> None:
     """The journal has the outcome; a failure is also logged (nobody awaits it)."""
     _background.discard(task)
     if not task.cancelled() and (exc := task.exception()) is not None:
-        log.error("maintenance failed in the background: %s", exc)
+        log.error("a remediation asked for by a person failed in the background: %s", exc)
 
 
 def elapsed(since: float | None) -> str:

@@ -26,12 +26,13 @@ GOAL = "exit_maintenance"
 
 
 def moved_away(records: Sequence[RemediationRecord], host: str) -> list[str]:
-    """The VM refs the newest real maintenance of ``host`` (a ref) migrated away, in the
-    order it moved them; [] if its newest record is not such a maintenance."""
+    """The VM refs the newest maintenance of ``host`` (a ref) migrated away, in the order
+    it moved them; [] if the host has left maintenance since. Dry runs and infeasible
+    plans changed nothing and are passed over."""
     for r in records:  # newest first
-        if r.host != host:
+        if r.host != host or r.dry_run or r.status == "infeasible":
             continue
-        if r.goal != "maintenance" or r.dry_run:
+        if r.goal != "maintenance":
             return []
         return [step.vm for step, done in zip(r.plan.steps, r.steps, strict=True)
                 if step.kind is StepKind.MIGRATE_VM and step.vm and done.status == "done"]

@@ -53,6 +53,8 @@ class RemediationRecord:
     created_at: float
     finished_at: float | None
     steps: tuple[StepRecord, ...]
+    #: who asked: ``cli:user@host``, ``api:token``, ``web:user``, ``slack:…``, or the engine
+    requested_by: str = ""
 
 
 def _record(r: Remediation) -> RemediationRecord:
@@ -60,7 +62,7 @@ def _record(r: Remediation) -> RemediationRecord:
         id=r.id, pool=r.pool, host=r.host, host_name=r.host_name, goal=r.goal,
         status=r.status, dry_run=r.dry_run, plan=ActionPlan.from_json(r.plan),
         host_was_enabled=r.host_was_enabled, error=r.error, created_at=r.created_at,
-        finished_at=r.finished_at,
+        finished_at=r.finished_at, requested_by=r.requested_by or "",
         steps=tuple(
             StepRecord(s.seq, s.kind, s.title, s.status, s.task_ref, s.detail,
                        s.started_at, s.finished_at)
