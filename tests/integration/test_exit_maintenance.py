@@ -1,12 +1,12 @@
 """Leaving maintenance end to end (planner + executor + journal + XenAPI driver + lab):
 the host is enabled and unmarked; with ``restore`` the VMs its maintenance moved away
-come back; a host that is down, or a pool busy with another remediation, is refused."""
+come back; a host that is down, or a pool busy with another remediation, is refused.
+``store`` is the suite's: each test runs on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -45,13 +45,6 @@ def driver(lab: Lab) -> Iterator[XenAPIDriver]:
     d = XenAPIDriver(urls[0], "root", "lab", fallback_urls=urls[1:])
     yield d
     d.close()
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store.open(f"sqlite:///{tmp_path}/pw.db")
-    yield s
-    s.close()
 
 
 def power_on(lab: Lab, host: str, within: float = 5.0) -> None:
