@@ -12,6 +12,7 @@ from poolwarden.chat.commands import (
     CONFIRM_TTL,
     Ack,
     Command,
+    Enable,
     Help,
     Maintenance,
     Script,
@@ -41,6 +42,9 @@ NOW = 1_700_000_000.0
     ("maintenance xs-a2", Maintenance("xs-a2")),
     ("maintenance xs-a2 dry-run", Maintenance("xs-a2", dry_run=True)),
     ("maintenance #xs-a2 --dry-run", Maintenance("xs-a2", dry_run=True)),
+    ("enable xs-a2", Enable("xs-a2")),
+    ("Enable #xs-a2 Restore", Enable("xs-a2", restore=True)),
+    ("enable xs-a2 dry-run restore", Enable("xs-a2", restore=True, dry_run=True)),
 ])
 def test_accepted(text: str, expected: Command) -> None:
     assert parse_command(text) == expected
@@ -65,6 +69,11 @@ def test_xescript_slash_command_takes_the_chat_syntax_without_its_keyword() -> N
     ("maintenance xs1 now", "usage"),
     ("maintenance xs1 dry-run dry-run", "usage"),
     ("maintenance $(reboot)", "bad host name"),
+    ("enable", "usage"),
+    ("enable xs1 now", "usage"),
+    ("enable xs1 restore restore", "usage"),
+    ("enable xs1 dry-run --dry-run", "usage"),
+    ("enable `reboot`", "bad host name"),
     ("XESCRIPT #xs1", "#host and a #script"),
     ("XESCRIPT #xs1 #../../bin/sh", "script"),
     ("status \x00", "one line"),
@@ -77,8 +86,15 @@ def test_refused(text: str, fragment: str) -> None:
 
 def test_roles() -> None:
     assert [required_role(c) for c in (Help(), Status(), Ack(1), Script("h", "s"),
-                                       Maintenance("h"))] == [
-        "viewer", "viewer", "operator", "operator", "operator"]
+                                       Maintenance("h"), Enable("h"))] == [
+        "viewer", "viewer", "operator", "operator", "operator", "operator"]
+
+
+@pytest.mark.parametrize("command", [Enable("xs-a2"), Enable("xs-a2", restore=True)])
+def test_a_confirmation_carries_what_to_do(command: Enable) -> None:
+    conf = open_confirmation(SECRET, token(command=command), "U1", "T1", NOW)
+    assert conf.command == command
+    assert open_confirmation(SECRET, token(), "U1", "T1", NOW).command == Maintenance("xs-a2")
 
 
 # --- confirmation tokens -------------------------------------------------------------------

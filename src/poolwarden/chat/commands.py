@@ -7,15 +7,17 @@ The syntax (after the slash command, e.g. ``/poolwarden status xs-a1``)::
     ack ID [comment…]
     XESCRIPT #host #script-name ARG1 ARG2 …      (the established chat syntax)
     maintenance HOST [dry-run]
+    enable HOST [restore] [dry-run]                (leave maintenance)
 
 Chat is the least trusted input poolwarden takes: one line, no control characters, names
 that are plain names; anything else is a :class:`~poolwarden.errors.UsageError` whose
 message says what to type instead.
 
-A maintenance is confirmed with a button. So that no state is kept between the question
-and the click, the button's value is a token carrying the action, the person who asked
-and an expiry, signed with a key derived from the app's signing secret: a click is only
-honoured for that action, from that person, within :data:`CONFIRM_TTL` seconds.
+A maintenance, or leaving one, is confirmed with a button. So that no state is kept
+between the question and the click, the button's value is a token carrying the action,
+the person who asked and an expiry, signed with a key derived from the app's signing
+secret: a click is only honoured for that action, from that person, within
+:data:`CONFIRM_TTL` seconds.
 """
 
 from __future__ import annotations
@@ -40,7 +42,9 @@ _CONTROL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")  # tabs a
 _ACK_RE = re.compile(r"ack[ \t]+#?([0-9]{1,12})(?:[ \t]+(.*))?", re.IGNORECASE)
 _DRY_RUN = frozenset({"dry-run", "--dry-run", "dryrun"})
 USAGE = ("`status [HOST|POOL]` · `ack ID [comment]` · "
-         "`XESCRIPT #host #script ARG…` · `maintenance HOST [dry-run]` · `help`")
+         "`XESCRIPT #host #script ARG…` · `maintenance HOST [dry-run]` · "
+         "`enable HOST [restore] [dry-run]` · `help`")
+_ENABLE_USAGE = "usage: `enable HOST [restore] [dry-run]` (take HOST out of maintenance)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,12 +77,23 @@ class Maintenance:
     dry_run: bool = False
 
 
-Command = Help | Status | Ack | Script | Maintenance
+@dataclass(frozen=True, slots=True)
+class Enable:
+    """Leave maintenance; ``restore`` brings back the VMs the maintenance moved away."""
+
+    host: str
+    restore: bool = False
+    dry_run: bool = False
+
+
+#: what a Confirm button can carry out
+Confirmable = Maintenance | Enable
+Command = Help | Status | Ack | Script | Maintenance | Enable
 
 #: the least role each command needs (api.auth.ROLES orders them)
 ROLE_NEEDED: dict[type[Command], str] = {
     Help: "viewer", Status: "viewer", Ack: "operator", Script: "operator",
-    Maintenance: "operator",
+    Maintenance: "operator", Enable: "operator",
 }
 
 
@@ -130,6 +145,13 @@ def parse_command(text: str, *, slash: str = "") -> Command:
         if not options <= _DRY_RUN or len(words) > 3:
             raise UsageError("usage: `maintenance HOST [dry-run]`")
         return Maintenance(_name(words[1], "host"), dry_run=bool(options))
+    if verb == "enable":
+        opts = [w.lower() for w in words[2:]]
+        dry = [o for o in opts if o in _DRY_RUN]
+        if (len(words) < 2 or len(set(opts)) != len(opts) or len(dry) > 1
+                or not all(o == "restore" or o in _DRY_RUN for o in opts)):
+            raise UsageError(_ENABLE_USAGE)
+        return Enable(_name(words[1], "host"), restore="restore" in opts, dry_run=bool(dry))
     raise UsageError(f"unknown command {words[0][:40]!r}; commands: {USAGE}")
 
 
@@ -143,7 +165,7 @@ _KEY_LABEL = b"poolwarden/slack/confirmation/v1"
 class Confirmation:
     """A verified confirmation: what to do, for whom, until when."""
 
-    command: Maintenance
+    command: Confirmable
     user_id: str
     team_id: str
     expires: int
@@ -169,14 +191,17 @@ def _mac(secret: str, body: str) -> str:
                          hashlib.sha256).digest())
 
 
-def sign_confirmation(secret: str, command: Maintenance, user_id: str, team_id: str,
+def sign_confirmation(secret: str, command: Confirmable, user_id: str, team_id: str,
                       now: float, *, ttl: int = CONFIRM_TTL, nonce: str | None = None,
                       ) -> str:
     """The value of a Confirm button: ``v1.<payload>.<mac>`` (URL-safe base64)."""
     if command.dry_run:
         raise UsageError("a dry run needs no confirmation")
-    payload = {"a": "maintenance", "h": command.host, "u": user_id, "t": team_id,
-               "e": int(now) + ttl, "n": nonce or secrets.token_urlsafe(12)}
+    payload: dict[str, Any] = {
+        "a": "maintenance", "h": command.host, "u": user_id, "t": team_id,
+        "e": int(now) + ttl, "n": nonce or secrets.token_urlsafe(12)}
+    if isinstance(command, Enable):
+        payload |= {"a": "enable", "r": command.restore}
     body = _b64(json.dumps(payload, separators=(",", ":"), sort_keys=True).encode("utf-8"))
     return f"{_TOKEN_VERSION}.{body}.{_mac(secret, body)}"
 
@@ -199,7 +224,7 @@ def open_confirmation(secret: str, token: str, user_id: str, team_id: str,
         doc: Any = json.loads(_unb64(body))
     except (ValueError, binascii.Error) as exc:  # cannot happen for a token we signed
         raise AuthenticationFailed("malformed confirmation") from exc
-    if not isinstance(doc, dict) or doc.get("a") != "maintenance":
+    if not isinstance(doc, dict) or doc.get("a") not in ("maintenance", "enable"):
         raise AuthenticationFailed("unknown confirmed action")
     host, expires = doc.get("h"), doc.get("e")
     if not isinstance(host, str) or not HOST_RE.fullmatch(host) or not isinstance(expires,
@@ -209,9 +234,11 @@ def open_confirmation(secret: str, token: str, user_id: str, team_id: str,
         raise OperationRefused("only the person who asked can confirm this")
     if now > expires:
         raise OperationRefused("this confirmation has expired: ask again")
-    return Confirmation(Maintenance(host), user_id, team_id, expires, str(doc.get("n", "")))
+    command: Confirmable = (Enable(host, restore=doc.get("r") is True)
+                            if doc["a"] == "enable" else Maintenance(host))
+    return Confirmation(command, user_id, team_id, expires, str(doc.get("n", "")))
 
 
-__all__ = ["CONFIRM_TTL", "USAGE", "Ack", "Command", "Confirmation", "Help", "Maintenance",
-           "Script", "Status", "open_confirmation", "parse_command", "required_role",
-           "sign_confirmation"]
+__all__ = ["CONFIRM_TTL", "USAGE", "Ack", "Command", "Confirmable", "Confirmation", "Enable",
+           "Help", "Maintenance", "Script", "Status", "open_confirmation", "parse_command",
+           "required_role", "sign_confirmation"]

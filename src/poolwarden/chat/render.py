@@ -63,7 +63,7 @@ def failed(what: str, reason: str, **extra: Any) -> dict[str, Any]:
 def help_message(role: str) -> dict[str, Any]:
     return message(f"poolwarden commands (your role: *{escape(role)}*)",
                    [USAGE, "_viewer: status, help · operator: also ack, XESCRIPT, "
-                    "maintenance_"])
+                    "maintenance, enable_"])
 
 
 # --- status ---------------------------------------------------------------------------------
@@ -155,10 +155,14 @@ def _steps(doc: dict[str, Any], *, with_status: bool) -> list[str]:
         for i, s in enumerate(doc.get("steps", [])))
 
 
+def _goal(doc: dict[str, Any]) -> str:
+    return "leaving maintenance" if doc.get("goal") == "exit_maintenance" else "maintenance"
+
+
 def plan(doc: dict[str, Any], confirm_value: str | None = None) -> dict[str, Any]:
-    """A planned maintenance (a dry run's outcome); with ``confirm_value``, the
-    Confirm/Cancel buttons to carry it out."""
-    what = f"maintenance of *{escape(doc['host'])}* (pool {escape(doc['pool'])})"
+    """A planned maintenance, or leaving one (a dry run's outcome); with
+    ``confirm_value``, the Confirm/Cancel buttons to carry it out."""
+    what = f"{_goal(doc)} of *{escape(doc['host'])}* (pool {escape(doc['pool'])})"
     if not doc.get("feasible"):
         lines = ["*infeasible*: nothing will be changed"]
         lines += _lines(f"• {escape(b['message'])}" for b in doc.get("blockers", []))
@@ -181,9 +185,9 @@ def plan(doc: dict[str, Any], confirm_value: str | None = None) -> dict[str, Any
 
 
 def maintenance_result(doc: dict[str, Any], who: str) -> dict[str, Any]:
-    """A maintenance that ran (``ops.maintenance(..., wait=True)``)."""
+    """A maintenance, or leaving one, that ran (``ops.maintenance(..., wait=True)``)."""
     ok = doc.get("status") == "done"
-    head = (f"{':white_check_mark:' if ok else ':x:'} maintenance of *{escape(doc['host'])}* "
+    head = (f"{':white_check_mark:' if ok else ':x:'} {_goal(doc)} of *{escape(doc['host'])}* "
             f"(remediation #{doc['remediation']}, asked by {escape(who)}): "
             f"{escape(str(doc.get('status')))}")
     lines = _steps(doc, with_status=True)
