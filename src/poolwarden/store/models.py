@@ -417,3 +417,21 @@ class UsedConfirmation(Base):
     used_at: Mapped[float] = mapped_column(Float)
     #: who used it (``slack:<user id> (<name>)``), for the record
     used_by: Mapped[str] = mapped_column(String(200), default="")
+
+
+class Downtime(Base):
+    """Planned work on a host: its alerts notify nobody meanwhile (``store.downtimes``)."""
+
+    __tablename__ = "downtime"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    host: Mapped[str] = mapped_column(String(255), index=True)
+    #: "" for every check of the host, else a case-sensitive glob of check names
+    check: Mapped[str] = mapped_column(String(200), default="")
+    starts_at: Mapped[float] = mapped_column(Float)
+    ends_at: Mapped[float] = mapped_column(Float, index=True)
+    author: Mapped[str] = mapped_column(String(200), default="")
+    comment: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[float] = mapped_column(Float)
+    cancelled_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    cancelled_by: Mapped[str] = mapped_column(String(200), default="")
