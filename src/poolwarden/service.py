@@ -39,6 +39,7 @@ from poolwarden.remediate.engine import RemediationEngine, host_pools
 from poolwarden.remediate.executor import ExecutorSettings
 from poolwarden.scripts.service import configured_scripts
 from poolwarden.store.db import Store
+from poolwarden.store.downtimes import Downtimes
 
 log = logging.getLogger("poolwarden")
 #: (name, type, help, samples of (labels, value)) for the /metrics exposition
@@ -360,7 +361,11 @@ class Monitor:
         pruned = await asyncio.to_thread(
             prune, self.store, now=t, archived_incidents=r.archived_incidents,
             archived_samples=r.archived_samples, notifications=r.notifications)
-        log.info("retention: %s; deleted %s", stats, pruned)
+        downtimes = 0
+        if r.notifications is not None:  # ended downtimes go with the notification log
+            downtimes = await asyncio.to_thread(Downtimes(self.store).prune,
+                                                t - r.notifications)
+        log.info("retention: %s; deleted %s and %d ended downtimes", stats, pruned, downtimes)
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.bus.start()

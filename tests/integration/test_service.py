@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 from poolwarden.config.models import Config
@@ -10,6 +11,7 @@ from poolwarden.lab.bmc import BmcAgent
 from poolwarden.messages import State
 from poolwarden.service import Monitor
 from poolwarden.store.db import Store
+from poolwarden.store.downtimes import Downtimes
 
 
 def config(agent: BmcAgent, db: Path, **monitoring: object) -> Config:
@@ -54,3 +56,21 @@ def test_monitor_counts_states_and_reports_its_health(tmp_path: Path) -> None:
         store.close()
     finally:
         agent.stop()
+
+
+def test_the_retention_job_prunes_downtimes_that_ended_long_ago(tmp_path: Path) -> None:
+    cfg = Config.model_validate({
+        "store": {"url": f"sqlite:///{tmp_path / 'pw.db'}"},
+        "retention": {"notifications": "1s"},
+        "pools": [{"name": "p", "hosts": [{"name": "xs1"}]}],
+    })
+    store = Store.open(cfg.store.url)
+    try:
+        dts = Downtimes(store)
+        dts.schedule("xs1", ends_at=time.time() + 0.2)
+        kept = dts.schedule("xs1", ends_at=time.time() + 3600)
+        time.sleep(1.5)  # the first one ended more than retention.notifications ago
+        asyncio.run(Monitor(cfg, store)._archive())
+        assert [d.id for d in dts.recent()] == [kept.id]
+    finally:
+        store.close()

@@ -74,7 +74,7 @@ def test_bad_downtimes_are_refused_with_the_reason(
 def test_prune_forgets_what_ended_before_the_horizon(store: Store) -> None:
     t = now()
     dts = Downtimes(store)
-    short = dts.schedule("xs1", ends_at=t + 60)
+    dts.schedule("xs1", ends_at=t + 60)
     long = dts.schedule("xs1", ends_at=t + HOUR)
     cancelled = dts.schedule("xs2", ends_at=t + HOUR)
     dts.cancel(cancelled.id, "x")

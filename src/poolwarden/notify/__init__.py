@@ -5,6 +5,7 @@
 - ``grouping``: when to notify (group_wait, group_interval, repeat, escalation, quiet
   hours); a pure state machine driven by the caller's clock.
 - ``channels``: delivery to one apprise URL with retries; ``redact``/``scrub`` secrets.
+- ``render``: what a notification says.
 - ``notifier``: the stages together, with the store as idempotency ledger.
 - ``sinks``: local SMTP and webhook receivers for the demo and the tests.
 """
@@ -18,7 +19,8 @@ if TYPE_CHECKING:
     from poolwarden.notify.channels import DeliveryError, RetryPolicy, Sender, redact, scrub
     from poolwarden.notify.config import NotifyConfig, QuietHours, Route
     from poolwarden.notify.grouping import Grouper, Kind, Outgoing
-    from poolwarden.notify.notifier import Notifier, SentRecord, render
+    from poolwarden.notify.notifier import Notifier, SentRecord
+    from poolwarden.notify.render import render
     from poolwarden.notify.router import RouteMatch, route
 
 #: name → module; imported on first use, so that loading the configuration (which needs
@@ -28,7 +30,7 @@ _EXPORTS = {
     "redact": "channels", "scrub": "channels",
     "NotifyConfig": "config", "QuietHours": "config", "Route": "config",
     "Grouper": "grouping", "Kind": "grouping", "Outgoing": "grouping",
-    "Notifier": "notifier", "SentRecord": "notifier", "render": "notifier",
+    "Notifier": "notifier", "SentRecord": "notifier", "render": "render",
     "RouteMatch": "router", "route": "router",
 }
 __all__ = [

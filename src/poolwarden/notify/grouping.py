@@ -20,6 +20,13 @@ Quiet hours hold a notification (of either stream) until the window ends, unless
 worst alert in it is ``critical``: critical always goes. What is released at the end of
 the window is the group's state at that moment, not a backlog.
 
+Alerts in a scheduled downtime (``muted``, see ``store.downtimes``) are held back: the
+group notifies, repeats and escalates as if they were not there. When the downtime ends,
+an alert still firing is notified as one that just joined — or, if people were told
+about it before the downtime and nothing else changed, at the group's next repeat — and
+its escalation waits ``escalate_after`` from then. Its resolution is told only if its
+firing was.
+
 Alerts resolved before anyone was told about them vanish silently. A group that ended
 leaves a tombstone for ``group_interval`` so that an alert flapping right back cannot
 notify sooner than that (a storm Alertmanager users know).
@@ -34,7 +41,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
@@ -43,6 +50,8 @@ from poolwarden.notify.config import CRITICAL, SEVERITIES, NotifyConfig
 from poolwarden.notify.router import RouteMatch, route
 
 GroupLabels = tuple[tuple[str, str], ...]
+#: whether an alert is held back at a time (a scheduled downtime covers it)
+Muted = Callable[[Alert, float], bool]
 GroupKey = tuple[str, GroupLabels]
 INF = math.inf
 
@@ -83,6 +92,8 @@ class Outgoing:
     resolved: tuple[Alert, ...]
     severity: str
     ts: float
+    #: alerts of the group firing but held back by a downtime (not listed)
+    muted: int = 0
 
     @property
     def group_label(self) -> str:
@@ -107,15 +118,27 @@ class _Group:
     last_sent: float | None = None
     last_fp: str = ""
     last_escalation: float | None = None
+    #: alert key → the last time a downtime held it back: its escalation counts from there
+    held: dict[str, float] = field(default_factory=dict)
 
-    def firing(self) -> list[Alert]:
-        return sorted((a for a in self.alerts.values() if a.firing), key=_order)
+    def firing(self, muted: Muted, now: float) -> list[Alert]:
+        """The firing alerts people are told about (not those in a downtime)."""
+        return sorted((a for a in self.alerts.values() if a.firing and not muted(a, now)),
+                      key=_order)
+
+    def shown(self, muted: Muted, now: float) -> list[Alert]:
+        """What a notification now would carry: unmuted firing, and resolved."""
+        return [a for a in self.alerts.values() if not (a.firing and muted(a, now))]
 
     def resolved(self) -> list[Alert]:
         return sorted((a for a in self.alerts.values() if not a.firing), key=_order)
 
     def label_text(self) -> str:
         return ",".join(f"{k}={v}" for k, v in self.labels)
+
+
+def _never(_alert: Alert, _now: float) -> bool:
+    return False
 
 
 def _order(a: Alert) -> tuple[int, float, str]:
@@ -125,8 +148,10 @@ def _order(a: Alert) -> tuple[int, float, str]:
 class Grouper:
     """The grouping state of one notifier; see the module docstring for the rules."""
 
-    def __init__(self, config: NotifyConfig) -> None:
+    def __init__(self, config: NotifyConfig, muted: Muted | None = None) -> None:
         self.config = config
+        #: the notifier points this at its view of the downtimes
+        self.muted: Muted = muted or _never
         self._groups: dict[GroupKey, _Group] = {}
         #: ended groups: when their last notification went, and their group_interval
         self._tombstones: dict[GroupKey, tuple[float, float]] = {}
@@ -169,6 +194,7 @@ class Grouper:
                 if g is not None:
                     g.alerts.pop(key, None)
                     g.notified.discard(key)
+                    g.held.pop(key, None)
                     if not g.alerts:
                         del self._groups[gk]
             self._escalated = {e for e in self._escalated if e[1] != key}
@@ -210,6 +236,8 @@ class Grouper:
         """Notifications due at ``now``; the state advances as if they were sent."""
         out: list[Outgoing] = []
         for gk, g in list(self._groups.items()):
+            g.held.update((a.key, now) for a in g.alerts.values()
+                          if a.firing and self.muted(a, now))
             if self._regular_at(g, now) <= now:
                 out.append(self._flush(gk, g, now))
             if gk in self._groups:
@@ -229,19 +257,21 @@ class Grouper:
         return quiet.release(at)
 
     def _regular_at(self, g: _Group, now: float) -> float:
-        alerts = list(g.alerts.values())
+        alerts = g.shown(self.muted, now)
+        if not alerts:
+            return INF  # everything in a downtime: nothing to say until it ends
         if g.last_sent is None:
             base = g.first_at
         elif fingerprint(alerts) != g.last_fp:
             base = g.last_sent + g.match.group_interval
-        elif any(not a.acknowledged for a in g.firing()):
+        elif any(not a.acknowledged for a in g.firing(self.muted, now)):
             base = g.last_sent + g.match.repeat_interval
         else:
             return INF  # all acknowledged, nothing new: silence until something changes
         return self._hold(g, max(base, now), alerts)
 
     def _flush(self, gk: GroupKey, g: _Group, now: float) -> Outgoing:
-        firing, resolved = g.firing(), g.resolved()
+        firing, resolved = g.firing(self.muted, now), g.resolved()
         fp = fingerprint(firing + resolved)
         if not firing:
             kind = Kind.RESOLVED
@@ -256,13 +286,15 @@ class Grouper:
             key += f"|repeat{math.floor((now - anchor) / g.match.repeat_interval)}"
         out = Outgoing(key=key, kind=kind, route_id=g.match.route_id, group=g.labels,
                        receivers=g.match.receivers, firing=tuple(firing),
-                       resolved=tuple(resolved), severity=worst(firing or resolved), ts=now)
+                       resolved=tuple(resolved), severity=worst(firing or resolved), ts=now,
+                       muted=sum(1 for a in g.alerts.values() if a.firing) - len(firing))
         g.last_sent = now
         g.notified.update(a.key for a in firing)
         for a in resolved:
             del g.alerts[a.key]
             g.notified.discard(a.key)
-        g.last_fp = fingerprint(g.alerts.values())
+            g.held.pop(a.key, None)
+        g.last_fp = fingerprint(g.shown(self.muted, now))
         if not g.alerts:
             del self._groups[gk]
             self._tombstones[gk] = (now, g.match.group_interval)
@@ -273,15 +305,20 @@ class Grouper:
         after = g.match.escalate_after
         if after is None or not g.match.escalate_to:
             return INF, []
-        waiting = [a for a in g.firing() if not a.acknowledged and a.key in g.notified
+        waiting = [a for a in g.firing(self.muted, now) if not a.acknowledged
+                   and a.key in g.notified
                    and (g.match.route_id, a.key, a.starts_at) not in self._escalated]
         if not waiting:
             return INF, []
-        base = min(a.starts_at for a in waiting) + after
+
+        def since(a: Alert) -> float:  # a downtime's end restarts the count
+            return max(a.starts_at, g.held.get(a.key, a.starts_at))
+
+        base = min(since(a) for a in waiting) + after
         if g.last_escalation is not None:
             base = max(base, g.last_escalation + g.match.group_interval)
         at = max(base, now)
-        ripe = [a for a in waiting if a.starts_at + after <= at]
+        ripe = [a for a in waiting if since(a) + after <= at]
         return self._hold(g, at, ripe), ripe
 
     def _escalate(self, g: _Group, now: float) -> Outgoing | None:

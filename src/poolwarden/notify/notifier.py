@@ -20,7 +20,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import apprise
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
@@ -37,9 +36,11 @@ from poolwarden.notify.channels import (
     scrub,
 )
 from poolwarden.notify.config import CRITICAL, NotifyConfig
-from poolwarden.notify.grouping import Grouper, Kind, Outgoing
+from poolwarden.notify.grouping import Grouper
+from poolwarden.notify.render import notify_type, render
 from poolwarden.notify.router import route
 from poolwarden.store.db import Store
+from poolwarden.store.downtimes import DowntimeRecord, Downtimes, covering
 from poolwarden.store.models import (
     NOTIFY_FAILED,
     NOTIFY_HELD,
@@ -50,72 +51,6 @@ from poolwarden.store.models import (
 
 log = logging.getLogger("poolwarden.notify")
 Clock = Callable[[], float]
-_TYPES = {CRITICAL: apprise.NotifyType.FAILURE, "warning": apprise.NotifyType.WARNING}
-
-
-def notify_type(severity: str, kind: Kind | None = None) -> str:
-    """Apprise's colour/icon: resolved is good news whatever the severity was."""
-    if kind is Kind.RESOLVED:
-        return apprise.NotifyType.SUCCESS.value
-    return _TYPES.get(severity, apprise.NotifyType.INFO).value
-
-
-# --- rendering: plain text, readable in a mail client and on a phone ----------------------
-
-
-def _when(ts: float, now: float) -> str:
-    age = max(0, int(now - ts))
-    span = f"{age // 86400}d {age % 86400 // 3600}h" if age >= 86400 else (
-        f"{age // 3600}h {age % 3600 // 60}m" if age >= 3600 else f"{age // 60}m {age % 60}s")
-    return f"{datetime.fromtimestamp(ts, UTC):%Y-%m-%d %H:%M:%S} UTC ({span} ago)"
-
-
-_LIMITS = (("warn", "warning"), ("crit", "critical"))
-
-
-def _alert_lines(a: Alert, now: float) -> list[str]:
-    lab = a.labels
-    lines = [f"- {a.summary}  [{lab.get('severity', '?')}]",
-             f"  where:    host {lab.get('host', '?')}, pool {lab.get('pool', '?')}"]
-    if lab.get("check"):
-        kind = f" ({lab['kind']})" if lab.get("kind") else ""
-        lines.append(f"  check:    {lab['check']}{kind}")
-    lines.append(f"  since:    {_when(a.starts_at, now)}")
-    if not a.firing:
-        lines.append(f"  resolved: {_when(a.ts, now)}")
-    if "value" in lab:
-        limits = ", ".join(f"{name} {lab[k]}" for k, name in _LIMITS if lab.get(k))
-        reading = f"{lab['value']}{lab.get('unit', '')}"
-        lines.append(f"  reading:  {reading}" + (f" (thresholds: {limits})" if limits else ""))
-    if a.incident_id is not None:
-        ack = " (acknowledged)" if a.acknowledged else ""
-        lines.append(f"  incident: #{a.incident_id}{ack}")
-    return lines
-
-
-def render(out: Outgoing, now: float) -> tuple[str, str]:
-    """Subject and body of a grouped notification."""
-    alerts = out.firing or out.resolved
-    what = (f"{alerts[0].labels.get('host', out.group_label)}: {alerts[0].summary}"
-            if len(alerts) == 1 else f"{len(alerts)} alerts on {out.group_label}")
-    tag = {Kind.FIRING: out.severity.upper(), Kind.REPEAT: f"{out.severity.upper()}, repeat",
-           Kind.RESOLVED: "RESOLVED", Kind.ESCALATION: f"ESCALATION, {out.severity.upper()}"}
-    more = f" (+{len(out.resolved)} resolved)" if out.firing and out.resolved else ""
-    subject = f"[{tag[out.kind]}] {what}{more}"
-    head = {Kind.FIRING: f"{len(out.firing)} alert(s) firing on {out.group_label}.",
-            Kind.REPEAT: f"Still firing, not acknowledged, on {out.group_label}.",
-            Kind.RESOLVED: f"All alerts on {out.group_label} are RESOLVED.",
-            Kind.ESCALATION: f"Escalation: firing and unacknowledged on {out.group_label}; "
-                             "the first receivers did not acknowledge in time."}[out.kind]
-    body = [head, ""]
-    for title, group in (("FIRING", out.firing), ("RESOLVED", out.resolved)):
-        if group:
-            body.append(f"{title}:")
-            for a in group:
-                body += _alert_lines(a, now)
-            body.append("")
-    body.append("Acknowledge with: poolwarden incident ack <id>")
-    return subject, "\n".join(body)
 
 
 # --- the ledger ------------------------------------------------------------------------------
@@ -174,7 +109,7 @@ class Notifier:
     """Routes, groups, de-duplicates and delivers alerts and messages (module docstring)."""
 
     def __init__(self, config: NotifyConfig, store: Store, *, clock: Clock = time.time,
-                 sender: Sender | None = None) -> None:
+                 sender: Sender | None = None, downtime_refresh: float = 5.0) -> None:
         self.config, self.store, self.clock = config, store, clock
         self.targets = build_targets(config.receivers)
         self._by_channel = {(t.receiver, t.channel): t for ts in self.targets.values() for t in ts}
@@ -189,7 +124,11 @@ class Notifier:
         #: attempt and back-off, plus time queued behind other sends on the same channel
         self.claim_ttl = self.policy.attempts * (self.policy.timeout + self.policy.max_backoff)
         self.claim_ttl += 600.0
-        self.grouper = Grouper(config)
+        self.grouper = Grouper(config, muted=self._muted)
+        #: the store's downtimes as last read, re-read every ``downtime_refresh`` seconds
+        self.downtimes: list[DowntimeRecord] = []
+        self.downtime_refresh = downtime_refresh
+        self._downtimes_read: float | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._tick = asyncio.Lock()
         self._logged: dict[str, tuple[float, bool]] = {}  # unrouted alerts: state logged
@@ -226,10 +165,28 @@ class Notifier:
                      notify_type(message.severity))
         await self._dispatch(note, _unique(jobs), now)
 
+    def _muted(self, alert: Alert, now: float) -> bool:
+        return covering(self.downtimes, alert.labels.get("host", ""),
+                        alert.labels.get("check", ""), now) is not None
+
+    async def refresh_downtimes(self, now: float) -> None:
+        """Re-read the downtimes (every master reads the same store). If the store is
+        down, the last list is kept: downtimes end on time all the same."""
+        if (self._downtimes_read is not None
+                and now - self._downtimes_read < self.downtime_refresh):
+            return
+        try:
+            self.downtimes = await asyncio.to_thread(Downtimes(self.store).current, now)
+        except (PoolwardenError, SQLAlchemyError) as exc:
+            log.error("notify: cannot read the downtimes (%s); using the last ones",
+                      type(exc).__name__)
+        self._downtimes_read = now
+
     async def tick(self) -> None:
         """Send what is due now (call about once a second); deliveries run in background."""
         async with self._tick:
             now = self.clock()
+            await self.refresh_downtimes(now)
             for out in self.grouper.due(now):
                 subject, body = render(out, now)
                 note = _Note(out.key, out.stream, out.severity, subject, body,
