@@ -181,9 +181,9 @@ def create_app(monitor: Monitor | None, store: Store, *, config: Config | None =
 
 def _routers() -> list[APIRouter]:
     """The route modules beside the core REST routes below."""
-    from poolwarden.api import pools, scripts, slack, web
+    from poolwarden.api import downtimes, pools, scripts, slack, web
 
-    return [pools.router, scripts.router, slack.router, web.router]
+    return [pools.router, downtimes.router, scripts.router, slack.router, web.router]
 
 
 def _core_routes(app: FastAPI, monitor: Monitor | None, store: Store,

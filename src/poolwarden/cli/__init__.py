@@ -25,6 +25,7 @@ from poolwarden.cli.common import (
     errors_to_exit,
     out,
 )
+from poolwarden.cli.downtime import downtime_app
 from poolwarden.cli.incidents import incident_app
 from poolwarden.cli.lab import lab_app
 from poolwarden.cli.render import (
@@ -62,6 +63,7 @@ app.add_typer(lab_app, name="lab")
 app.command("run")(run_command)
 app.add_typer(snmp_app, name="snmp")
 app.add_typer(incident_app, name="incident")
+app.add_typer(downtime_app, name="downtime")
 app.add_typer(check_app, name="check")
 app.command("xescript")(xescript_command)
 app.add_typer(token_app, name="token")

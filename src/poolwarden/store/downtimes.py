@@ -100,10 +100,10 @@ class Downtimes:
             raise UsageError("bad check: one printable line of at most 200 characters")
         if len(comment) > MAX_COMMENT:
             raise UsageError(f"comment too long (at most {MAX_COMMENT} characters)")
-        if ends_at <= starts:
-            raise UsageError("a downtime must end after it starts")
         if ends_at <= t:
             raise UsageError("this downtime would already be over")
+        if ends_at <= starts:
+            raise UsageError("a downtime must end after it starts")
         if ends_at - starts > MAX_LENGTH:
             raise UsageError("a downtime lasts at most 366 days")
         row = Downtime(host=host, check=check, starts_at=starts, ends_at=ends_at,
