@@ -23,6 +23,7 @@ from poolwarden.lab import Lab
 from poolwarden.messages import CheckResult, Reading, State, StateChange, StateType
 from poolwarden.service import Monitor
 from poolwarden.store.db import Store
+from poolwarden.store.downtimes import Downtimes
 from poolwarden.store.models import Notification
 
 CPU = "snmp/temperature/CPU1 Temp"
@@ -140,6 +141,22 @@ def test_board_marks_acknowledged_problems_and_the_fragment_follows(
     assert "<b>2</b> unhandled" in frag
     assert [r[2] for r in rows(frag)] == ["plugin/ssh", "plugin/disk", CPU]  # handled last
     assert len(rows(client.get("/ui/board/rows", params={"state": "unhandled"}).text)) == 2
+
+
+def test_a_scheduled_downtime_marks_the_board_and_the_host_page(
+        client: TestClient, store: Store) -> None:
+    work = Downtimes(store).schedule("xs2", ends_at=time.time() + 3600, author="cli:ann",
+                                     comment="new <PSU>")
+    frag = client.get("/ui/board/rows", params={"state": "problems"},
+                      headers={"X-Requested-With": "poolwarden"}).text
+    assert f'title="downtime #{work.id} by cli:ann until' in frag
+    assert "new &lt;PSU&gt;" in frag
+    assert "<b>2</b> unhandled" in frag
+    assert [r[2] for r in rows(frag)] == [CPU, "plugin/disk", "plugin/ssh"]  # handled last
+    host = client.get("/ui/hosts/xs2").text
+    assert "Scheduled downtimes" in host
+    assert f"#{work.id} active: every check" in host
+    assert "Scheduled downtimes" not in client.get("/ui/hosts/xs1").text
 
 
 def test_board_without_a_monitor_says_so(store: Store) -> None:

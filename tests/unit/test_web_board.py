@@ -8,6 +8,7 @@ from poolwarden.api.web.board import BoardFilter, build_board
 from poolwarden.evaluate.state import CheckStatus
 from poolwarden.incidents.model import IncidentRecord, Severity, Status
 from poolwarden.messages import State, StateType
+from poolwarden.store.downtimes import DowntimeRecord, covering
 
 
 def status(host: str, check: str, state: State = State.OK, hard: bool = True) -> CheckStatus:
@@ -103,3 +104,16 @@ def test_filter_parsing_is_lenient_and_round_trips() -> None:
     assert flt.query() == "state=CRITICAL&host=xs1&q=a%26b"
     assert flt.query(page=2) == "state=CRITICAL&host=xs1&q=a%26b&page=2"
     assert BoardFilter().query() == ""
+
+
+def test_problems_in_a_scheduled_downtime_count_as_handled() -> None:
+    work = DowntimeRecord(7, "zz9", "", 0.0, 2e9, "cli:ann", "firmware", 0.0)
+    b = build_board(sorted_like_ops(FLEET), BoardFilter(), pool_of=lambda h: "a",
+                    output_of=lambda h, c: "", incidents={},
+                    downtime_of=lambda h, c: covering([work], h, c, 1e9))
+    assert [(r.status.host, r.status.check) for r in b.rows][:4] == [
+        ("xs1", "cpu"), ("xs2", "cpu"), ("xs2", "psu"), ("zz9", "cpu")]  # zz9's last
+    assert (b.counts["problems"], b.counts["unhandled"]) == (4, 3)
+    marked = {(r.status.host, r.status.check): r.downtime for r in b.rows}
+    assert marked["zz9", "cpu"] == work
+    assert marked["xs1", "cpu"] is None

@@ -37,6 +37,7 @@ from poolwarden.remediate.maintenance import (
     host_maintenance,
 )
 from poolwarden.store.db import Store, now
+from poolwarden.store.downtimes import DowntimeRecord, Downtimes
 from poolwarden.store.journal import RemediationJournal, RemediationRecord
 from poolwarden.store.models import Notification
 
@@ -186,6 +187,7 @@ class Operations:
         doc["incidents"] = [i.to_json(timeline=False)
                             for i in self.incidents.list(host=name, limit=50)
                             if i.status != "resolved"]
+        doc["downtimes"] = [d.to_json() for d in self.downtimes(host=name)]
         return doc
 
     def history(self, host: str, check: str, seconds: float = 3600.0,
@@ -224,6 +226,11 @@ class Operations:
             for rec in self.incidents.list(status=status, limit=1_000_000):
                 found.setdefault((rec.host, rec.check), rec)
         return found
+
+    def downtimes(self, host: str | None = None) -> list[DowntimeRecord]:
+        """Active and scheduled downtimes (one store read): the board marks what they
+        cover, the host page lists them."""
+        return Downtimes(self.store).current(host=host)
 
     def notifications(self, limit: int = 100, offset: int = 0, status: str | None = None,
                       ) -> list[dict[str, Any]]:

@@ -7,13 +7,15 @@ monitor already holds in memory; the page and its live fragment carry one page o
 dashboard's script fetches every :data:`LIVE_EVERY` seconds; the full page includes the
 same template, so both always agree.
 
-Problems come first, and of those the *unhandled* ones (nobody has acknowledged them)
-before the acknowledged ones, as in Icinga's problem views: the top of the board is what
-still needs a person. Then worst state first, hard before soft, host and check.
+Problems come first, and of those the *unhandled* ones (nobody has acknowledged them, and
+no scheduled downtime covers them) before the handled ones, as in Icinga's problem views:
+the top of the board is what still needs a person. Then worst state first, hard before
+soft, host and check.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
@@ -26,6 +28,7 @@ from poolwarden.api.context import Ctx
 from poolwarden.api.web.core import LiveViewer, UiRoute, Viewer, env, render
 from poolwarden.incidents.model import IncidentRecord
 from poolwarden.messages import State
+from poolwarden.store.downtimes import DowntimeRecord, covering
 
 if TYPE_CHECKING:
     from poolwarden.evaluate.state import CheckStatus
@@ -76,6 +79,8 @@ class BoardRow:
     pool: str
     output: str
     incident: IncidentRecord | None
+    #: the scheduled downtime covering the check now, if any
+    downtime: DowntimeRecord | None = None
 
 
 @dataclass(slots=True)
@@ -105,6 +110,7 @@ def build_board(statuses: Sequence[CheckStatus], flt: BoardFilter, *,
                 pool_of: Callable[[str], str],
                 output_of: Callable[[str, str], str],
                 incidents: Mapping[tuple[str, str], IncidentRecord],
+                downtime_of: Callable[[str, str], DowntimeRecord | None] = lambda h, c: None,
                 per_page: int = PER_PAGE) -> Board:
     """The board for ``flt`` over ``statuses`` (already problems first, as
     ``Operations.check_statuses`` returns them). Only the shown page's outputs are read,
@@ -131,7 +137,8 @@ def build_board(statuses: Sequence[CheckStatus], flt: BoardFilter, *,
         if st.state is not State.OK:
             counts["problems"] += 1
             inc = incidents.get((st.host, st.check))
-            taken = handled[st.host, st.check] = inc is not None and inc.acknowledged
+            taken = handled[st.host, st.check] = ((inc is not None and inc.acknowledged)
+                                                  or downtime_of(st.host, st.check) is not None)
             counts["unhandled"] += not taken
     if flt.state == "problems":
         kept = [st for st in kept if st.state is not State.OK]
@@ -147,7 +154,7 @@ def build_board(statuses: Sequence[CheckStatus], flt: BoardFilter, *,
     flt = replace(flt, page=min(flt.page, pages))
     start = (flt.page - 1) * per_page
     rows = [BoardRow(st, pool(st.host), output_of(st.host, st.check),
-                     incidents.get((st.host, st.check)))
+                     incidents.get((st.host, st.check)), downtime_of(st.host, st.check))
             for st in kept[start:start + per_page]]
     return Board(flt, rows, counts, len(statuses), len(kept), pages, hosts)
 
@@ -159,9 +166,11 @@ def _board(request: Request, ctx: Ctx) -> Board:
         last = ops.last_result(host, check)
         return last.output if last is not None else ""
 
+    downtimes, now = ops.downtimes(), time.time()
     return build_board(ops.check_statuses(), BoardFilter.parse(request.query_params),
                        pool_of=ops.pool_of, output_of=output,
-                       incidents=ops.open_incidents())
+                       incidents=ops.open_incidents(),
+                       downtime_of=lambda h, c: covering(downtimes, h, c, now))
 
 
 @router.get("/ui/")
