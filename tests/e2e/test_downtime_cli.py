@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
-import sys
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
+import store_cli
 
 
 @pytest.fixture
@@ -19,15 +17,11 @@ def store_url(tmp_path: Path) -> str:
 
 
 def pw(store_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "poolwarden", "downtime", *args,
-                           "--store", store_url], capture_output=True, text=True,
-                          env={**os.environ, "COLUMNS": "200"}, timeout=60, check=False)
+    return store_cli.run("downtime", store_url, *args)
 
 
 def pw_json(store_url: str, *args: str, code: int = 0) -> Any:
-    r = pw(store_url, *args, "--json")
-    assert r.returncode == code, r.stderr
-    return json.loads(r.stdout)
+    return store_cli.run_json("downtime", store_url, *args, code=code)
 
 
 def test_add_list_cancel(store_url: str) -> None:

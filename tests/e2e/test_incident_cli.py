@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+import store_cli
 
 from poolwarden.incidents import IncidentManager, archive
 from poolwarden.messages import Reading, State, StateChange, StateType
@@ -38,15 +36,11 @@ def store_url(tmp_path: Path) -> str:
 
 
 def pw(store_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "poolwarden", "incident", *args,
-                           "--store", store_url], capture_output=True, text=True,
-                          env={**os.environ, "COLUMNS": "200"}, timeout=60, check=False)
+    return store_cli.run("incident", store_url, *args)
 
 
 def pw_json(store_url: str, *args: str, code: int = 0) -> Any:
-    r = pw(store_url, *args, "--json")
-    assert r.returncode == code, r.stderr
-    return json.loads(r.stdout)
+    return store_cli.run_json("incident", store_url, *args, code=code)
 
 
 def test_list_filters_and_prints_one_json_document(store_url: str) -> None:

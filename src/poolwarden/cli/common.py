@@ -12,14 +12,18 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 
 from poolwarden.errors import ConfigError, PoolwardenError, UsageError
 from poolwarden.hypervisor.xenapi import XenAPIDriver, connect_with_retry
+
+if TYPE_CHECKING:
+    from poolwarden.store.db import Store
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -52,6 +56,32 @@ def default_store_url() -> str:
 StoreOpt = Annotated[str | None, typer.Option(
     "--store", help="SQLAlchemy URL of the journal [default: $POOLWARDEN_STORE or "
     "sqlite:///$XDG_STATE_HOME/poolwarden/poolwarden.db]")]
+
+
+@contextmanager
+def open_store(url: str | None) -> Iterator[Store]:
+    """The store of ``--store`` (else the default), closed on the way out."""
+    from poolwarden.store.db import Store
+
+    db = Store.open(url or default_store_url())
+    try:
+        yield db
+    finally:
+        db.close()
+
+
+def author(given: str | None) -> str:
+    """Who acts: ``--author``, else ``cli:user@host``."""
+    from poolwarden.remediate.maintenance import who
+
+    return given or who()
+
+
+def utc(ts: float | None) -> str:
+    """An epoch time as people read it in a table (UTC), or "-"."""
+    if ts is None:
+        return "-"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def read_password(password: str | None, password_file: Path | None) -> str:

@@ -38,26 +38,10 @@ _ISO_HELP = "ISO-8601 time, e.g. 2025-06-01T22:00 or 2025-06-01T22:00+02:00 (UTC
 
 @contextmanager
 def _downtimes(store: str | None) -> Iterator[Downtimes]:
-    from poolwarden.store.db import Store
     from poolwarden.store.downtimes import Downtimes
 
-    db = Store.open(store or common.default_store_url())
-    try:
+    with common.open_store(store) as db:
         yield Downtimes(db)
-    finally:
-        db.close()
-
-
-def _author(author: str | None) -> str:
-    from poolwarden.remediate.maintenance import who
-
-    return author or who()
-
-
-def _when(ts: float | None) -> str:
-    if ts is None:
-        return "-"
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _instant(option: str, value: str) -> float:
@@ -80,7 +64,7 @@ def _print_downtime(d: DowntimeRecord, t: float) -> None:
     state = _state(d, t)
     out.print(f"[bold]#{d.id}[/] [{_COLOURS.get(state, 'white')}]{state}[/] "
               f"{escape(d.host)} {escape(d.check) if d.check else '(all checks)'} — "
-              f"{_when(d.starts_at)} → {_when(d.ends_at)} UTC", soft_wrap=True)
+              f"{common.utc(d.starts_at)} → {common.utc(d.ends_at)} UTC", soft_wrap=True)
     for label, value in (("author", d.author), ("comment", d.comment)):
         if value:
             out.print(f"  {label:<9} {value}", soft_wrap=True, markup=False)
@@ -124,7 +108,7 @@ def downtime_add(
             ends_at = starts_at + length
         with _downtimes(store) as d:
             created = d.schedule(host, ends_at=ends_at, starts_at=starts_at,
-                                 check=check or "", author=_author(author), comment=comment)
+                                 check=check or "", author=common.author(author), comment=comment)
     t = time.time()
     if as_json:
         emit_json(created.to_json(t))
@@ -156,7 +140,7 @@ def downtime_list(
         state = _state(x, t)
         table.add_row(str(x.id), f"[{_COLOURS.get(state, 'white')}]{state}[/]",
                       escape(x.host), escape(x.check) if x.check else "(all)",
-                      _when(x.starts_at), _when(x.ends_at), escape(x.author),
+                      common.utc(x.starts_at), common.utc(x.ends_at), escape(x.author),
                       escape(x.comment))
     out.print(table)
 
@@ -169,7 +153,7 @@ def downtime_cancel(
 ) -> None:
     """End a downtime now (or drop a scheduled one); the record stays."""
     with errors_to_exit(as_json), _downtimes(store) as d:
-        cancelled = d.cancel(downtime_id, _author(author))
+        cancelled = d.cancel(downtime_id, common.author(author))
     if as_json:
         emit_json(cancelled.to_json())
     else:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -35,25 +34,9 @@ _COLOURS = {"critical": "red", "warning": "yellow", "unknown": "magenta"}
 @contextmanager
 def _manager(store: str | None) -> Iterator[IncidentManager]:
     from poolwarden.incidents import IncidentManager
-    from poolwarden.store.db import Store
 
-    db = Store.open(store or common.default_store_url())
-    try:
+    with common.open_store(store) as db:
         yield IncidentManager(db)
-    finally:
-        db.close()
-
-
-def _author(author: str | None) -> str:
-    from poolwarden.remediate.maintenance import who
-
-    return author or who()
-
-
-def _when(ts: float | None) -> str:
-    if ts is None:
-        return "-"
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _print_incident(inc: IncidentRecord) -> None:
@@ -65,8 +48,8 @@ def _print_incident(inc: IncidentRecord) -> None:
     if inc.device_status:
         reading += f" ({inc.device_status})"
     for label, value in (("pool", inc.pool), ("kind", inc.kind), ("reading", reading),
-                         ("output", inc.output), ("opened", _when(inc.opened_at)),
-                         ("resolved", _when(inc.resolved_at) if inc.resolved_at else ""),
+                         ("output", inc.output), ("opened", common.utc(inc.opened_at)),
+                         ("resolved", common.utc(inc.resolved_at) if inc.resolved_at else ""),
                          ("taken by", f"{inc.ack_by}: {inc.ack_comment}".rstrip(": ")
                           if inc.ack_by else ""),
                          ("flapping", "yes" if inc.flapping else "")):
@@ -74,7 +57,7 @@ def _print_incident(inc: IncidentRecord) -> None:
             out.print(f"  {label:<9} {value}", soft_wrap=True, markup=False)
     out.print("  timeline (UTC):")
     for e in inc.events:
-        out.print(f"    {_when(e.ts)}  {e.kind:<14} {e.author:<20} {e.message}",
+        out.print(f"    {common.utc(e.ts)}  {e.kind:<14} {e.author:<20} {e.message}",
                   soft_wrap=True, markup=False)
 
 
@@ -104,7 +87,7 @@ def incident_list(
     for i in found:
         colour = _COLOURS.get(i.severity, "white")
         table.add_row(str(i.id), f"[{colour}]{i.state.name}[/]", str(i.status),
-                      escape(i.host), escape(i.check), _when(i.opened_at), escape(i.ack_by))
+                      escape(i.host), escape(i.check), common.utc(i.opened_at), escape(i.ack_by))
     out.print(table)
 
 
@@ -140,7 +123,7 @@ def incident_ack(
             except ValueError as exc:
                 raise UsageError(f"--expires-in: {exc}") from exc
         with _manager(store) as m:
-            inc = m.acknowledge(incident_id, _author(author), comment, expires_at)
+            inc = m.acknowledge(incident_id, common.author(author), comment, expires_at)
     if as_json:
         emit_json(inc.to_json())
     else:
@@ -155,7 +138,7 @@ def incident_comment(
 ) -> None:
     """Add a comment to an incident's timeline (resolved ones too: the post-mortem)."""
     with errors_to_exit(as_json), _manager(store) as m:
-        inc = m.comment(incident_id, _author(author), text)
+        inc = m.comment(incident_id, common.author(author), text)
     if as_json:
         emit_json(inc.to_json())
     else:
