@@ -12,6 +12,9 @@ from poolwarden.chat.commands import (
     CONFIRM_TTL,
     Ack,
     Command,
+    DowntimeAdd,
+    DowntimeCancel,
+    DowntimeList,
     Enable,
     Help,
     Maintenance,
@@ -45,6 +48,11 @@ NOW = 1_700_000_000.0
     ("enable xs-a2", Enable("xs-a2")),
     ("Enable #xs-a2 Restore", Enable("xs-a2", restore=True)),
     ("enable xs-a2 dry-run restore", Enable("xs-a2", restore=True, dry_run=True)),
+    ("downtime xs-a2 2h BIOS <update> & co", DowntimeAdd("xs-a2", 7200.0, "BIOS <update> & co")),
+    ("Downtime #xs-a2 90m", DowntimeAdd("xs-a2", 5400.0)),
+    ("downtime list", DowntimeList()),
+    ("downtime list xs-a2", DowntimeList("xs-a2")),
+    ("downtime cancel #12", DowntimeCancel(12)),
 ])
 def test_accepted(text: str, expected: Command) -> None:
     assert parse_command(text) == expected
@@ -74,6 +82,14 @@ def test_xescript_slash_command_takes_the_chat_syntax_without_its_keyword() -> N
     ("enable xs1 restore restore", "usage"),
     ("enable xs1 dry-run --dry-run", "usage"),
     ("enable `reboot`", "bad host name"),
+    ("downtime", "usage: `downtime HOST DURATION"),
+    ("downtime xs1", "usage"),
+    ("downtime xs1 forever", "not a duration"),
+    ("downtime xs1 -2h", "not a duration"),
+    ("downtime $(id) 2h", "bad host name"),
+    ("downtime cancel twelve", "usage"),
+    ("downtime list a b", "usage"),
+    ("downtime xs1 2h " + "x" * 1001, "comment too long"),
     ("XESCRIPT #xs1", "#host and a #script"),
     ("XESCRIPT #xs1 #../../bin/sh", "script"),
     ("status \x00", "one line"),
@@ -86,8 +102,10 @@ def test_refused(text: str, fragment: str) -> None:
 
 def test_roles() -> None:
     assert [required_role(c) for c in (Help(), Status(), Ack(1), Script("h", "s"),
-                                       Maintenance("h"), Enable("h"))] == [
-        "viewer", "viewer", "operator", "operator", "operator", "operator"]
+                                       Maintenance("h"), Enable("h"), DowntimeAdd("h", 1.0),
+                                       DowntimeCancel(1), DowntimeList())] == [
+        "viewer", "viewer", "operator", "operator", "operator", "operator", "operator",
+        "operator", "viewer"]
 
 
 @pytest.mark.parametrize("command", [Enable("xs-a2"), Enable("xs-a2", restore=True)])

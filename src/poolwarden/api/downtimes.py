@@ -57,7 +57,6 @@ def schedule_downtime(body: DowntimeBody, ctx: Ctx, who: Operator) -> dict[str, 
     """Schedule a downtime on a configured host, signed ``api:<token name>``."""
     if (body.ends_at is None) == (body.duration is None):
         raise UsageError("give exactly one of ends_at and duration")
-    ctx.ops.host_info(body.host)  # NotFound (404) unless configured
     starts_at = body.starts_at
     if body.ends_at is not None:
         ends_at = body.ends_at
@@ -66,13 +65,13 @@ def schedule_downtime(body: DowntimeBody, ctx: Ctx, who: Operator) -> dict[str, 
         if starts_at is None:  # now, so that the duration is exact
             starts_at = now()
         ends_at = starts_at + body.duration
-    record = Downtimes(ctx.store).schedule(
-        body.host, ends_at=ends_at, starts_at=starts_at, check=body.check or "",
-        author=f"api:{who.name}", comment=body.comment)
+    record = ctx.ops.schedule_downtime(  # NotFound (404) unless the host is configured
+        body.host, f"api:{who.name}", ends_at=ends_at, starts_at=starts_at,
+        check=body.check or "", comment=body.comment)
     return record.to_json()
 
 
 @router.delete("/api/v1/downtimes/{downtime_id}")
 def cancel_downtime(downtime_id: int, ctx: Ctx, who: Operator) -> dict[str, Any]:
     """End a downtime now (or drop a scheduled one); the record stays, signed."""
-    return Downtimes(ctx.store).cancel(downtime_id, f"api:{who.name}").to_json()
+    return ctx.ops.cancel_downtime(downtime_id, f"api:{who.name}").to_json()

@@ -45,6 +45,9 @@ from poolwarden.chat.commands import (
     Command,
     Confirmable,
     Confirmation,
+    DowntimeAdd,
+    DowntimeCancel,
+    DowntimeList,
     Enable,
     Help,
     Maintenance,
@@ -138,6 +141,8 @@ async def _dispatch(ctx: ApiContext, cfg: SlackConfig, secret: str, caller: Call
             return await settle(_status(ctx, target), "status")
         case Ack(incident_id, comment):
             return await settle(_ack(ctx, incident_id, comment, caller), "ack")
+        case DowntimeAdd() | DowntimeCancel() | DowntimeList():
+            return await settle(_downtime(ctx, command, caller), "downtime")
         case Maintenance() | Enable():
             what = _what(command)
             pending = render.message(f":hourglass: planning the {escape(what)}…")
@@ -157,6 +162,22 @@ async def _ack(ctx: ApiContext, incident_id: int, comment: str, caller: Caller) 
     return render.acknowledged(record.to_json(timeline=False))
 
 
+async def _downtime(ctx: ApiContext, cmd: DowntimeAdd | DowntimeCancel | DowntimeList,
+                    caller: Caller) -> Message:
+    ops = ctx.ops
+    match cmd:
+        case DowntimeAdd(host, seconds, comment):
+            rec = await asyncio.to_thread(ops.schedule_downtime, host, caller.who,
+                                          ends_at=time.time() + seconds, comment=comment)
+            return render.downtime_scheduled(rec.to_json())
+        case DowntimeCancel(downtime_id):
+            rec = await asyncio.to_thread(ops.cancel_downtime, downtime_id, caller.who)
+            return render.downtime_cancelled(rec.to_json())
+        case DowntimeList(host):
+            found = await asyncio.to_thread(ops.downtimes, host)
+            return render.downtimes([d.to_json() for d in found], host)
+
+
 def _describe(command: Command) -> str:
     """A command for the log: its kind and target, never free text (comments)."""
     match command:
@@ -171,6 +192,12 @@ def _describe(command: Command) -> str:
                     + (" dry-run" if dry_run else ""))
         case Script(host, script, args):
             return f"XESCRIPT #{host} #{script} ({len(args)} args)"
+        case DowntimeAdd(host, seconds, _):
+            return f"downtime {host} {seconds:.0f}s"
+        case DowntimeCancel(downtime_id):
+            return f"downtime cancel {downtime_id}"
+        case DowntimeList(host):
+            return f"downtime list {host or '(all)'}"
     return "help"
 
 

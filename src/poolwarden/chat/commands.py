@@ -8,6 +8,9 @@ The syntax (after the slash command, e.g. ``/poolwarden status xs-a1``)::
     XESCRIPT #host #script-name ARG1 ARG2 …      (the established chat syntax)
     maintenance HOST [dry-run]
     enable HOST [restore] [dry-run]                (leave maintenance)
+    downtime HOST DURATION [comment…]              (planned work: its alerts page nobody)
+    downtime cancel ID
+    downtime list [HOST]
 
 Chat is the least trusted input poolwarden takes: one line, no control characters, names
 that are plain names; anything else is a :class:`~poolwarden.errors.UsageError` whose
@@ -32,6 +35,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
+from poolwarden.config.types import parse_duration
 from poolwarden.errors import AuthenticationFailed, OperationRefused, UsageError
 from poolwarden.scripts.chat import HOST_RE, MAX_MESSAGE, parse_chat
 
@@ -43,7 +47,11 @@ _ACK_RE = re.compile(r"ack[ \t]+#?([0-9]{1,12})(?:[ \t]+(.*))?", re.IGNORECASE)
 _DRY_RUN = frozenset({"dry-run", "--dry-run", "dryrun"})
 USAGE = ("`status [HOST|POOL]` · `ack ID [comment]` · "
          "`XESCRIPT #host #script ARG…` · `maintenance HOST [dry-run]` · "
-         "`enable HOST [restore] [dry-run]` · `help`")
+         "`enable HOST [restore] [dry-run]` · `downtime HOST DURATION [comment]` · "
+         "`downtime cancel ID` · `downtime list [HOST]` · `help`")
+_DOWNTIME_USAGE = ("usage: `downtime HOST DURATION [comment]` (e.g. `downtime xs1 2h BIOS`), "
+                   "`downtime cancel ID` or `downtime list [HOST]`")
+_DOWNTIME_RE = re.compile(r"downtime[ \t]+(\S+)[ \t]+(\S+)(?:[ \t]+(.*))?", re.IGNORECASE)
 _ENABLE_USAGE = "usage: `enable HOST [restore] [dry-run]` (take HOST out of maintenance)"
 
 
@@ -86,14 +94,35 @@ class Enable:
     dry_run: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class DowntimeAdd:
+    """A downtime from now on, for every check of the host."""
+
+    host: str
+    seconds: float
+    comment: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DowntimeCancel:
+    downtime_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class DowntimeList:
+    host: str | None = None
+
+
 #: what a Confirm button can carry out
 Confirmable = Maintenance | Enable
-Command = Help | Status | Ack | Script | Maintenance | Enable
+Command = (Help | Status | Ack | Script | Maintenance | Enable | DowntimeAdd | DowntimeCancel
+           | DowntimeList)
 
 #: the least role each command needs (api.auth.ROLES orders them)
 ROLE_NEEDED: dict[type[Command], str] = {
     Help: "viewer", Status: "viewer", Ack: "operator", Script: "operator",
-    Maintenance: "operator", Enable: "operator",
+    Maintenance: "operator", Enable: "operator", DowntimeAdd: "operator",
+    DowntimeCancel: "operator", DowntimeList: "viewer",
 }
 
 
@@ -152,7 +181,29 @@ def parse_command(text: str, *, slash: str = "") -> Command:
                 or not all(o == "restore" or o in _DRY_RUN for o in opts)):
             raise UsageError(_ENABLE_USAGE)
         return Enable(_name(words[1], "host"), restore="restore" in opts, dry_run=bool(dry))
+    if verb == "downtime":
+        return _downtime(text.strip(), words)
     raise UsageError(f"unknown command {words[0][:40]!r}; commands: {USAGE}")
+
+
+def _downtime(text: str, words: list[str]) -> Command:
+    sub = words[1].lower() if len(words) > 1 else ""
+    if sub == "list" and len(words) <= 3:
+        return DowntimeList(_name(words[2], "host") if len(words) == 3 else None)
+    if sub == "cancel" and len(words) == 3 and words[2].lstrip("#").isdigit() \
+            and len(words[2]) <= 13:
+        return DowntimeCancel(int(words[2].lstrip("#")))
+    m = _DOWNTIME_RE.fullmatch(text)
+    if m is None or sub in ("list", "cancel"):
+        raise UsageError(_DOWNTIME_USAGE)
+    try:
+        seconds = parse_duration(m.group(2))
+    except ValueError as exc:
+        raise UsageError(f"{exc}; {_DOWNTIME_USAGE}") from None
+    comment = (m.group(3) or "").strip()
+    if len(comment) > MAX_COMMENT:
+        raise UsageError(f"comment too long (at most {MAX_COMMENT} characters)")
+    return DowntimeAdd(_name(m.group(1), "host"), seconds, comment)
 
 
 # --- confirmation tokens -------------------------------------------------------------------
@@ -239,6 +290,7 @@ def open_confirmation(secret: str, token: str, user_id: str, team_id: str,
     return Confirmation(command, user_id, team_id, expires, str(doc.get("n", "")))
 
 
-__all__ = ["CONFIRM_TTL", "USAGE", "Ack", "Command", "Confirmable", "Confirmation", "Enable",
+__all__ = ["CONFIRM_TTL", "USAGE", "Ack", "Command", "Confirmable", "Confirmation",
+           "DowntimeAdd", "DowntimeCancel", "DowntimeList", "Enable",
            "Help", "Maintenance", "Script", "Status", "open_confirmation", "parse_command",
            "required_role", "sign_confirmation"]

@@ -10,6 +10,7 @@ check names, plugin output, comments, script output — goes through
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 from poolwarden.chat.commands import CONFIRM_TTL, USAGE
@@ -63,7 +64,7 @@ def failed(what: str, reason: str, **extra: Any) -> dict[str, Any]:
 def help_message(role: str) -> dict[str, Any]:
     return message(f"poolwarden commands (your role: *{escape(role)}*)",
                    [USAGE, "_viewer: status, help · operator: also ack, XESCRIPT, "
-                    "maintenance, enable_"])
+                    "maintenance, enable, downtime_"])
 
 
 # --- status ---------------------------------------------------------------------------------
@@ -205,6 +206,39 @@ def maintenance_result(doc: dict[str, Any], who: str) -> dict[str, Any]:
     return message(head, lines, replace_original=False)
 
 
+# --- downtimes ------------------------------------------------------------------------------
+
+
+def _utc(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _downtime_line(d: dict[str, Any]) -> str:
+    what = escape(d["check"]) if d.get("check") else "every check"
+    note = f" — {escape(d['comment'])}" if d.get("comment") else ""
+    return (f"#{d['id']} *{escape(d['host'])}* ({what}) {d['state']}, "
+            f"{_utc(d['starts_at'])} → {_utc(d['ends_at'])}, by {escape(d['author'])}{note}")
+
+
+def downtime_scheduled(d: dict[str, Any]) -> dict[str, Any]:
+    return message(f":zzz: downtime #{d['id']} on *{escape(d['host'])}* until "
+                   f"{_utc(d['ends_at'])}: its alerts page nobody meanwhile",
+                   [_downtime_line(d)])
+
+
+def downtime_cancelled(d: dict[str, Any]) -> dict[str, Any]:
+    return message(f":bell: downtime #{d['id']} on *{escape(d['host'])}* cancelled by "
+                   f"{escape(str(d.get('cancelled_by')))}: its alerts notify again")
+
+
+def downtimes(items: list[dict[str, Any]], host: str | None) -> dict[str, Any]:
+    where = f" on *{escape(host)}*" if host else ""
+    if not items:
+        return message(f"no active or scheduled downtime{where}")
+    return message(f":zzz: {len(items)} active or scheduled downtime(s){where}",
+                   _lines(_downtime_line(d) for d in items))
+
+
 # --- scripts --------------------------------------------------------------------------------
 
 
@@ -226,6 +260,7 @@ def script_result(doc: dict[str, Any], audit_id: int) -> dict[str, Any]:
     return message(head, lines)
 
 
-__all__ = ["CANCEL_ACTION", "CONFIRM_ACTION", "acknowledged", "failed", "help_message",
+__all__ = ["CANCEL_ACTION", "CONFIRM_ACTION", "acknowledged", "downtime_cancelled",
+           "downtime_scheduled", "downtimes", "failed", "help_message",
            "host_status", "maintenance_result", "message", "overview", "plan", "pool_status",
            "refused", "script_result", "section"]

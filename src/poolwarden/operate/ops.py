@@ -252,6 +252,17 @@ class Operations:
         return self.pool(name)
 
     # -- actions --------------------------------------------------------------------------
+    def schedule_downtime(self, host: str, who: str, *, ends_at: float,
+                          starts_at: float | None = None, check: str = "",
+                          comment: str = "") -> DowntimeRecord:
+        """A downtime on a configured host (``NotFound`` otherwise), signed ``who``."""
+        self.host_info(host)
+        return Downtimes(self.store).schedule(host, ends_at=ends_at, starts_at=starts_at,
+                                              check=check, author=who, comment=comment)
+
+    def cancel_downtime(self, downtime_id: int, who: str) -> DowntimeRecord:
+        return Downtimes(self.store).cancel(downtime_id, who)
+
     def acknowledge(self, incident_id: int, who: str, comment: str = "",
                     expires_in: float | None = None) -> IncidentRecord:
         """Acknowledge as ``who``: the notifier stops repeats and escalation."""

@@ -1,5 +1,6 @@
-"""Leaving maintenance from Slack: ``enable HOST [restore] [dry-run]``, planned, confirmed
-with a signed single-use button as a maintenance is, carried out on the lab."""
+"""Leaving maintenance from Slack (``enable HOST [restore] [dry-run]``, planned, confirmed
+with a signed single-use button as a maintenance is, carried out on the lab) and
+scheduled downtimes (``downtime HOST DURATION [comment]``, ``cancel``, ``list``)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from poolwarden.chat import render
 from poolwarden.lab import Lab
 from poolwarden.notify.sinks import WebhookSink
 from poolwarden.store.db import Store
+from poolwarden.store.downtimes import Downtimes
 
 __all__ = ["patient", "receiver"]  # fixtures of test_slack, used here
 
@@ -74,3 +76,25 @@ def test_malformed_enable_is_refused_with_the_usage(
     with TestClient(create_app(None, store, config=config(receiver))) as client:
         answer = text_of(command(client, text, receiver))
     assert "enable HOST" in answer or "bad host name" in answer
+
+
+def test_downtimes_from_chat(store: Store, receiver: WebhookSink) -> None:
+    with TestClient(create_app(None, store, config=config(receiver))) as client:
+        assert "needs the operator role" in text_of(
+            command(client, "downtime xstest1 2h BIOS", receiver, user=VIEWER))
+        assert "no active or scheduled downtime" in text_of(
+            command(client, "downtime list", receiver, user=VIEWER))
+        made = text_of(command(client, "downtime xstest1 2h BIOS <update>", receiver))
+        assert "downtime #1 on *xstest1* until" in made
+        assert "BIOS &lt;update&gt;" in made
+        [rec] = Downtimes(store).current()
+        assert (rec.host, rec.author, rec.comment) == (
+            "xstest1", f"slack:{OPERATOR} (name-of-{OPERATOR.lower()})", "BIOS <update>")
+        assert 7190 < rec.ends_at - rec.starts_at <= 7200
+        listed = text_of(command(client, "downtime list xstest1", receiver, user=VIEWER))
+        assert "#1 *xstest1* (every check) active" in listed
+        assert "no host 'nope'" in text_of(command(client, "downtime nope 1h", receiver))
+        gone = text_of(command(client, "downtime cancel 1", receiver))
+        assert "downtime #1 on *xstest1* cancelled by slack:" in gone
+        assert "already cancelled" in text_of(command(client, "downtime cancel 1", receiver))
+    assert Downtimes(store).current() == []
