@@ -1,14 +1,17 @@
-"""The dashboard's other pages: hosts, pools, incidents (with ack), notifications.
+"""The dashboard's other pages: hosts (with downtimes), pools, incidents (with ack),
+notifications.
 
 Every read goes through :class:`~poolwarden.operate.ops.Operations`, the one code path of
 the REST API and chat too; an acknowledgement from here is the same operation as
-``POST /api/v1/incidents/{id}/ack``, signed ``web:<user>``.
+``POST /api/v1/incidents/{id}/ack``, and scheduling or cancelling a downtime the same as
+``POST /api/v1/downtimes`` / ``DELETE /api/v1/downtimes/{id}``, all signed ``web:<user>``.
 """
 
 from __future__ import annotations
 
 import time
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import Response
@@ -17,7 +20,9 @@ from poolwarden.api.context import Ctx
 from poolwarden.api.web.charts import line_chart, thresholds_of
 from poolwarden.api.web.core import UiError, UiRoute, Viewer, acting, redirect, render, safe_next
 from poolwarden.api.web.sessions import WebPrincipal
+from poolwarden.config.types import parse_duration
 from poolwarden.incidents.model import Severity, Status
+from poolwarden.store.db import now
 from poolwarden.store.models import NOTIFY_FAILED, NOTIFY_HELD, NOTIFY_SENDING, NOTIFY_SENT
 
 router = APIRouter(route_class=UiRoute, include_in_schema=False)
@@ -27,6 +32,8 @@ Operator = Annotated[WebPrincipal, Depends(acting("operator"))]
 RANGES = {900: "15 min", 3600: "1 h", 6 * 3600: "6 h", 86400: "1 day"}
 #: how long an acknowledgement lasts, as offered by the form ("" = until resolved)
 ACK_FOR = {"": "until resolved", "3600": "1 hour", "14400": "4 hours", "86400": "1 day"}
+#: what the host page's downtime form proposes
+DOWNTIME_FOR = "2h"
 PAGE = 100
 
 
@@ -88,7 +95,39 @@ def host_page(request: Request, name: str, ctx: Ctx, me: Viewer,
         raise UiError(404, f"{name} has no check {check!r}")
     sparks, big = _charts(ctx, name, checks, check, seconds)
     return render(request, "host.html", me, host=host, sparks=sparks, chart=big,
-                  selected=check, seconds=seconds, ranges=RANGES)
+                  selected=check, seconds=seconds, ranges=RANGES,
+                  downtime_for=DOWNTIME_FOR)
+
+
+def _host_url(name: str) -> str:
+    return f"/ui/hosts/{quote(name, safe='')}"
+
+
+@router.post("/ui/hosts/{name}/downtimes")
+def host_downtime(name: str, ctx: Ctx, me: Operator,
+                  duration: Annotated[str, Form(max_length=40)] = DOWNTIME_FOR,
+                  check: Annotated[str, Form(max_length=1000)] = "",
+                  comment: Annotated[str, Form(max_length=10_000)] = "") -> Response:
+    """Schedule a downtime on a configured host from now, signed ``web:<user>``; the
+    store's refusals (a glob or comment too long, over 366 days) are 400 pages."""
+    ctx.ops.host_info(name)  # an unknown host is a 404 before a bad duration is a 400
+    try:
+        seconds = parse_duration(duration.strip())
+    except ValueError:
+        raise UiError(400, f"Bad duration {duration.strip()[:40]!r}: give a positive number "
+                      "with a unit, e.g. 30m, 2h or 1d.") from None
+    start = now()
+    ctx.ops.schedule_downtime(name, me.author, starts_at=start, ends_at=start + seconds,
+                              check=check.strip(), comment=comment.strip())
+    return redirect(_host_url(name))
+
+
+@router.post("/ui/downtimes/{downtime_id}/cancel")
+def downtime_cancel(downtime_id: int, ctx: Ctx, me: Operator) -> Response:
+    """End a downtime now (or drop a scheduled one) as ``web:<user>``; one already
+    cancelled or over is refused (409 page), an unknown id is a 404 page."""
+    record = ctx.ops.cancel_downtime(downtime_id, me.author)
+    return redirect(_host_url(record.host))
 
 
 # --- pools -----------------------------------------------------------------------------------
