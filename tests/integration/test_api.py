@@ -21,6 +21,7 @@ from poolwarden.incidents import IncidentManager, archive
 from poolwarden.messages import CheckResult, Reading, State, StateChange, StateType
 from poolwarden.service import Monitor
 from poolwarden.store.db import Store
+from poolwarden.store.downtimes import Downtimes
 
 PARAM = re.compile(r"\{[^}]+\}")
 #: a sample line of the text exposition: name{labels} value
@@ -255,6 +256,11 @@ def test_checks_and_metrics_from_a_monitor(store: Store, tokens: dict[str, str],
                                           headers=h).json()] == ["plugin/ok"]
         assert c.get("/api/v1/checks", params={"state": "purple"},
                      headers=h).status_code == 422
+        assert {x["check"]: x["downtime"] for x in checks}["plugin/bad"] is None
+        work = Downtimes(store).schedule("xs1", check="plugin/b*", ends_at=now + 3600)
+        covered = {x["check"]: x["downtime"]
+                   for x in c.get("/api/v1/checks", headers=h).json()}
+        assert covered == {"plugin/bad": work.id, "plugin/meh": None, "plugin/ok": None}
 
         feed(monitor, [CheckResult("xs1", "snmp/temperature/CPU1 Temp", State.OK, "55 °C",
                                    now, reading=Reading("temperature", "CPU1 Temp", 55.0,

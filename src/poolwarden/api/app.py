@@ -13,6 +13,7 @@ carries only what the store knows.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -37,11 +38,13 @@ from poolwarden.incidents.manager import IncidentManager
 from poolwarden.messages import State
 from poolwarden.operate.ops import Operations, check_json, remediation_json
 from poolwarden.store.db import Store
+from poolwarden.store.downtimes import covering
 from poolwarden.store.journal import RemediationJournal
 from poolwarden.store.lease import LeaseHeld
 from poolwarden.store.models import Notification, Remediation
 
 if TYPE_CHECKING:
+    from poolwarden.evaluate.state import CheckStatus
     from poolwarden.service import Monitor
 
 Viewer = Annotated[Principal, Depends(require("viewer"))]
@@ -231,11 +234,18 @@ def _core_routes(app: FastAPI, monitor: Monitor | None, store: Store,
     @app.get("/api/v1/checks", tags=["checks"])
     def list_checks(_who: Viewer, state: str | None = None, host: str | None = None,
                     ) -> list[dict[str, Any]]:
-        """Current states, problems first."""
+        """Current states, problems first; ``downtime`` is the id of the scheduled
+        downtime covering the check now (its alerts notify nobody), else null."""
         need_monitor()
         if state is not None and state.upper() not in State.__members__:
             raise UsageError(f"unknown state {state!r} (one of: {', '.join(State.__members__)})")
-        return [check_json(st) for st in ops.check_statuses()
+        downtimes, t = ops.downtimes(host), time.time()
+
+        def doc(st: CheckStatus) -> dict[str, Any]:
+            covered = covering(downtimes, st.host, st.check, t)
+            return {**check_json(st), "downtime": covered.id if covered else None}
+
+        return [doc(st) for st in ops.check_statuses()
                 if (state is None or st.state.name == state.upper())
                 and (host is None or st.host == host)]
 
