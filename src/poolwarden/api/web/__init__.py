@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from poolwarden.api.web import auth, board, pages
+from poolwarden.api.web import auth, board, maintenance, pages
 from poolwarden.api.web.assets import static_router
 from poolwarden.api.web.core import UiRoute
 
 router = APIRouter()
-for _part in (auth.router, board.router, pages.router, static_router(UiRoute),
+for _part in (auth.router, board.router, pages.router, maintenance.router,
+              static_router(UiRoute),
               pages.fallback):
     router.include_router(_part)
 

@@ -31,6 +31,7 @@ from poolwarden.api.web.assets import asset_url
 from poolwarden.api.web.format import FILTERS
 from poolwarden.api.web.sessions import COOKIE, SessionManager, WebPrincipal
 from poolwarden.errors import NotFound, OperationRefused, PoolwardenError, UsageError
+from poolwarden.store.lease import LeaseHeld
 
 TEMPLATES = Path(__file__).parent / "templates"
 LOGIN = "/ui/login"
@@ -69,7 +70,7 @@ class LoginRequired(Exception):
 
 #: our errors -> status of the error page (subclasses first)
 _ERROR_STATUS: tuple[tuple[type[PoolwardenError], int], ...] = (
-    (NotFound, 404), (OperationRefused, 409), (UsageError, 400))
+    (NotFound, 404), (OperationRefused, 409), (LeaseHeld, 409), (UsageError, 400))
 
 
 @dataclass
