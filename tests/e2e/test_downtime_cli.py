@@ -48,7 +48,7 @@ def test_add_list_cancel(store_url: str) -> None:
     assert table.returncode == 0, table.stderr
     assert "snmp/temperature/*" in table.stdout
     assert "BIOS update" in table.stdout
-    assert f"{start:%Y-%m-%d %H:%M:%S}" in table.stdout  # from, in UTC
+    assert f"{start:%Y-%m-%d %H:%M} →" in table.stdout  # from, in UTC, to the minute
 
     cancelled = pw_json(store_url, "cancel", "1")
     assert cancelled["state"] == "cancelled"

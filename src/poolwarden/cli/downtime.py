@@ -116,6 +116,13 @@ def downtime_add(
         _print_downtime(created, t)
 
 
+def _span(start: float, end: float) -> str:
+    """``2026-11-29 16:58 → 18:28``: the end's date only when it differs."""
+    a, b = (datetime.fromtimestamp(x, UTC) for x in (start, end))
+    return f"{a:%Y-%m-%d %H:%M} → " + (f"{b:%H:%M}" if a.date() == b.date()
+                                       else f"{b:%Y-%m-%d %H:%M}")
+
+
 @downtime_app.command("list")
 def downtime_list(
     host: Annotated[str | None, typer.Option("--host", help="Only this host.")] = None,
@@ -131,17 +138,16 @@ def downtime_list(
     if as_json:
         emit_json({"downtimes": [x.to_json(t) for x in found]})
         return
-    table = Table("id", "state", "host", "check", "from (UTC)", "to (UTC)", "author",
-                  "comment")
-    for col in (0, 1, 4, 5):
+    table = Table("id", "state", "host", "check", "when (UTC)", "author", "comment")
+    for col in (0, 1, 2, 4):  # whole on a narrow terminal; the free text folds
         table.columns[col].no_wrap = True
-    table.columns[3].overflow = "fold"
+    for col in (3, 5, 6):
+        table.columns[col].overflow = "fold"
     for x in found:
         state = _state(x, t)
         table.add_row(str(x.id), f"[{_COLOURS.get(state, 'white')}]{state}[/]",
                       escape(x.host), escape(x.check) if x.check else "(all)",
-                      common.utc(x.starts_at), common.utc(x.ends_at), escape(x.author),
-                      escape(x.comment))
+                      _span(x.starts_at, x.ends_at), escape(x.author), escape(x.comment))
     out.print(table)
 
 
